@@ -1,0 +1,169 @@
+"""`fit`: one call runs any engine on any model and returns a `Posterior`.
+
+    >>> from inference import fit
+    >>> post = fit("coin", data={"flips": [1, 1, 1, 0], "alpha": 2.0, "beta": 2.0}, method="map", progress=False)
+    >>> round(float(post.samples["p"].item()), 3)   # the Beta(5, 3) mode, 4/6
+    0.667
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import numpy as np
+import pyro
+import torch
+
+from .errors import InputError
+from .mcmc import run_mcmc
+from .optim import run_point, run_svi
+from .posterior import Posterior
+from .predictive import sample_discrete
+from .structure import inspect_model
+
+METHODS = ("nuts", "hmc", "svi", "map", "mle")
+
+_MCMC_OPTIONS = {"num_chains": 4, "num_samples": 1000, "num_warmup": 1000, "target_accept": 0.8,
+                 "max_tree_depth": 10, "full_mass": False, "jit_compile": False, "step_size": 1.0,
+                 "trajectory_length": None}
+OPTIONS = {
+    "nuts": {k: v for k, v in _MCMC_OPTIONS.items() if k != "trajectory_length"},
+    "hmc": {k: v for k, v in _MCMC_OPTIONS.items() if k != "max_tree_depth"},
+    "svi": {"guide": None, "num_steps": 2000, "lr": 0.01, "tol": 1e-4, "num_samples": 1000, "num_particles": 1},
+    "map": {"optimizer": None, "num_steps": None, "lr": 0.05, "tol": None},
+    "mle": {"optimizer": None, "num_steps": None, "lr": 0.05, "tol": None},
+}
+_POSITIVE_INTS = ("num_chains", "num_samples", "num_steps", "num_particles", "max_tree_depth")
+
+
+def _resolve(model: Any) -> tuple[Any, Callable, str | None]:
+    """(spec or None, the Pyro callable, its name) for a registered name, a ModelSpec or a callable."""
+    import ppl_models
+
+    if isinstance(model, str):
+        spec = ppl_models.get(model)  # KeyError listing the known names
+        return spec, spec.model, spec.name
+    if isinstance(model, ppl_models.ModelSpec):
+        return model, model.model, model.name
+    if callable(model):
+        return None, model, getattr(model, "__name__", None)
+    raise InputError("model", f"must be a registered name, a ModelSpec or a Pyro callable, got {type(model).__name__}")
+
+
+def _check_options(method: str, options: dict) -> dict:
+    allowed = OPTIONS[method]
+    for key, value in options.items():
+        if key not in allowed:
+            raise InputError(key, f"is not an option of method {method!r}; its options are "
+                             f"{', '.join(sorted(allowed))}, progress")
+        if key in _POSITIVE_INTS and value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise InputError(key, f"must be a positive whole number, got {value!r}")
+        if key == "num_warmup" and (not isinstance(value, (int, np.integer)) or value < 0):
+            raise InputError(key, f"must be a non-negative whole number, got {value!r}")
+        if key in ("lr", "target_accept", "step_size") and not (isinstance(value, (int, float)) and value > 0):
+            raise InputError(key, f"must be a positive number, got {value!r}")
+    return {**allowed, **options}
+
+
+def _plain_data(fn: Callable, data: dict) -> dict:
+    """Data for an unregistered callable: arrays become tensors, everything else passes as is."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    out = {}
+    for key, value in data.items():
+        if params and key not in params and not takes_kwargs:
+            raise InputError(key, f"is not an argument of {getattr(fn, '__name__', 'the model')}")
+        if isinstance(value, (list, np.ndarray)):
+            array = np.asarray(value)
+            value = torch.as_tensor(array) if array.dtype.kind in "iub" else torch.as_tensor(
+                array, dtype=torch.get_default_dtype())
+        out[key] = value
+    return out
+
+
+def fit(model: Any, data: dict | None = None, method: str | None = None, seed: int = 0,
+        progress: bool = True, **options: Any) -> Posterior:
+    """Run one inference method on a model and return its `Posterior`.
+
+    Args:
+        model: a registered name (``"coin"``), a `ModelSpec`, or any Pyro callable taking ``**data``.
+        data: the model's keyword arguments (observed fields and options); ``None`` uses the model's
+            embedded default data.
+        method: ``nuts``, ``hmc``, ``svi``, ``map`` or ``mle``; ``None`` uses the model's default engine
+            (``nuts`` for an unregistered callable).
+        seed: every random choice of the run follows from it: the same seed gives the same draws.
+        progress: show progress bars.
+        **options: engine options. MCMC: ``num_chains`` (4), ``num_samples`` (1000), ``num_warmup``
+            (1000), ``target_accept`` (0.8), ``max_tree_depth`` (10, NUTS), ``full_mass`` (False),
+            ``jit_compile`` (False), ``step_size`` (initial), ``trajectory_length`` (HMC, 2 pi).
+            SVI: ``guide`` (``normal``, ``mvn``, ``delta`` or a callable; default the model's own guide,
+            else ``normal``), ``num_steps`` (2000), ``lr`` (0.01), ``tol`` (1e-4, relative change of the
+            windowed mean loss that stops early), ``num_samples`` (1000 draws from the guide),
+            ``num_particles`` (1). MAP/MLE: ``optimizer`` (``lbfgs`` or ``adam``), ``num_steps``,
+            ``lr``, ``tol``.
+
+    Raises:
+        KeyError: unknown model name (the message lists the known names).
+        ppl_models.DataError / InputError: bad data or options, naming the field and the problem.
+    """
+    spec, fn, name = _resolve(model)
+    if method is None:
+        method = spec.default_method if spec is not None else "nuts"
+    if method not in METHODS:
+        raise InputError("method", f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if spec is not None and method not in spec.engines:
+        raise InputError("method", f"{method!r} does not apply to model {spec.name!r}; "
+                         f"it supports {', '.join(spec.engines)}")
+    if data is None:
+        if spec is None:
+            raise InputError("data", "an unregistered model needs its data")
+        data = spec.default_data(seed=0)
+    data = spec.validate(data) if spec is not None else _plain_data(fn, data)
+    settings = _check_options(method, options)
+    if method == "svi" and settings["guide"] is None:
+        settings["guide"] = spec.guide if spec is not None and spec.guide is not None else "normal"
+
+    pyro.clear_param_store()
+    pyro.set_rng_seed(seed)
+    structure = inspect_model(fn, data)
+    notes: list[str] = []
+    sample_stats: dict = {}
+    loss = None
+    guide = None
+    if method in ("nuts", "hmc"):
+        if structure.non_enumerable:
+            raise InputError("method", f"{method} cannot handle the discrete sites {structure.non_enumerable}: "
+                             "they have infinite support and cannot be enumerated")
+        if structure.local:
+            notes.append(f"local sites {', '.join(structure.local)} are sampled jointly with the global ones")
+        if structure.continuous:
+            samples, sample_stats = run_mcmc(fn, data, structure, method=method, seed=seed, progress=progress,
+                                             **settings)
+        else:
+            samples = {}
+            notes.append("no continuous latent sites: draws come from the exact posterior by enumeration")
+    elif method == "svi":
+        samples, loss, notes, guide = run_svi(fn, data, structure, progress=progress, seed=seed, **settings)
+    else:
+        samples, loss, notes, guide = run_point(fn, data, structure, method=method, progress=progress,
+                                                seed=seed, **settings)
+
+    if structure.enumerated:
+        pyro.set_rng_seed(seed)
+        temperature = 0 if method in ("map", "mle") else 1
+        if samples:
+            samples.update(sample_discrete(fn, data, structure, samples, temperature=temperature))
+        else:
+            shape = (settings.get("num_chains", 1), settings.get("num_samples", 1))
+            if method in ("map", "mle"):
+                shape = (1, 1)
+            samples = sample_discrete(fn, data, structure, {}, chain_draw=shape, temperature=temperature)
+    samples = {k: samples[k] for k in structure.latent if k in samples}
+    return Posterior(samples=samples, method=method, settings={"seed": seed, **settings}, sample_stats=sample_stats,
+                     loss=loss, notes=notes, model=fn, data=data, structure=structure, model_name=name,
+                     guide=guide)

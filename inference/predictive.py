@@ -1,0 +1,273 @@
+"""Evaluate a model at many posterior draws at once: log-likelihood, predictive draws, prior, discrete sites.
+
+Pyro's `Predictive(parallel=True)` reshapes draws assuming every site dimension is a plate dimension, which
+breaks for sites with event dimensions (a `coef` drawn with `.to_event(1)`). Here each draw is reshaped from
+the site's own batch and event shapes in the model's prototype trace, the model runs once under an outer
+``_draws`` plate, and a model that does not broadcast falls back to one run per draw. Draws are processed in
+chunks so memory stays bounded on large data.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable
+
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer import infer_discrete
+
+from .structure import ModelStructure, enumerable
+
+_CHUNK_ELEMENTS = 4_000_000
+
+
+def _batch_ndim(site: dict) -> int:
+    return site["value"].dim() - site["fn"].event_dim
+
+
+def _lift(value: torch.Tensor, site: dict, nesting: int) -> torch.Tensor:
+    """(S, *site_shape) -> (S, 1, ..., 1, *site_shape) with the draw axis left of every plate dim."""
+    pad = nesting - _batch_ndim(site)
+    return value.reshape(value.shape[:1] + (1,) * pad + tuple(site["value"].shape))
+
+
+def _lower(value: torch.Tensor, num: int, shape: tuple, nesting: int, batch_ndim: int) -> torch.Tensor:
+    """Inverse of `_lift`, also expanding values that did not depend on the draw."""
+    pad = nesting - batch_ndim
+    target = (num,) + (1,) * pad + tuple(shape)
+    while value.dim() > len(target) and value.shape[0] == 1:
+        value = value.squeeze(0)
+    if value.dim() < len(target):
+        value = value.reshape((1,) * (len(target) - value.dim()) + tuple(value.shape))
+    return value.expand(target).reshape((num,) + tuple(shape))
+
+
+def _chunks(num: int, per_draw: int) -> Iterable[slice]:
+    size = max(1, _CHUNK_ELEMENTS // max(per_draw, 1))
+    for start in range(0, num, size):
+        yield slice(start, min(num, start + size))
+
+
+def _per_draw_elements(structure: ModelStructure) -> int:
+    total = 0
+    for site in structure.trace.nodes.values():
+        if site["type"] == "sample" and isinstance(site["value"], torch.Tensor):
+            total += site["value"].numel()
+    return total
+
+
+def _run_vectorized(fn: Callable, data: dict, num: int, nesting: int):
+    with pyro.plate("_draws", num, dim=-(nesting + 1)):
+        return poutine.trace(fn).get_trace(**data)
+
+
+class _Evaluator:
+    """Runs `fn(draws)` over chunks of draws, vectorized when the model broadcasts, else per draw."""
+
+    def __init__(self, model: Callable, data: dict, structure: ModelStructure):
+        self.model = model
+        self.data = data
+        self.structure = structure
+        self.nesting = structure.max_plate_nesting
+        self.vectorize = True
+
+    def _conditioned(self, draws: dict[str, torch.Tensor], lift: bool, base: Callable) -> Callable:
+        sites = self.structure.trace.nodes
+        values = {k: (_lift(v, sites[k], self.nesting) if lift else v) for k, v in draws.items()}
+        values.update(self.structure.full_plates)
+        return poutine.condition(base, values)
+
+    def traces(self, draws: dict[str, torch.Tensor], num: int, wrap: Callable[[Callable], Callable],
+               extra_nesting: int = 0):
+        """Yield (slice, trace, vectorized) per chunk; `wrap` adds handlers around the conditioned model."""
+        for chunk in _chunks(num, _per_draw_elements(self.structure)):
+            part = {k: v[chunk] for k, v in draws.items()}
+            n = chunk.stop - chunk.start
+            if self.vectorize:
+                try:
+                    fn = wrap(self._conditioned(part, True, self.model))
+                    with torch.no_grad():
+                        trace = _run_vectorized(fn, self.data, n, self.nesting)
+                    yield chunk, [trace], True
+                    continue
+                except (RuntimeError, ValueError, IndexError, AssertionError):
+                    self.vectorize = False
+            traces = []
+            for i in range(n):
+                fn = wrap(self._conditioned({k: v[i] for k, v in part.items()}, False, self.model))
+                with torch.no_grad():
+                    traces.append(poutine.trace(fn).get_trace(**self.data))
+            yield chunk, traces, False
+
+    def collect(self, traces: list, vectorized: bool, n: int, names: Iterable[str], what: Callable) -> dict:
+        """Per-site arrays (n, *site_shape) from the traces of one chunk; `what(site)` picks the tensor."""
+        proto = self.structure.trace.nodes
+        out = {}
+        for name in names:
+            site = proto[name]
+            if vectorized:
+                value = what(traces[0].nodes[name])
+                shape = tuple(what(site).shape)
+                bnd = len(shape) - (site["fn"].event_dim if what is _value else 0)
+                out[name] = _lower(value, n, shape, self.nesting, bnd)
+            else:
+                out[name] = torch.stack([what(t.nodes[name]) for t in traces])
+        return out
+
+
+def _value(site: dict) -> torch.Tensor:
+    return site["value"]
+
+
+def _to_numpy(chunks: list[dict], chain_draw: tuple[int, int]) -> dict[str, np.ndarray]:
+    if not chunks:
+        return {}
+    out = {}
+    for name in chunks[0]:
+        value = torch.cat([c[name] for c in chunks]).detach().cpu().numpy()
+        out[name] = value.reshape(chain_draw + value.shape[1:])
+    return out
+
+
+def flatten(samples: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], tuple[int, int]]:
+    """(chain, draw, ...) arrays -> (chain*draw, ...) tensors, and the (chain, draw) shape."""
+    first = next(iter(samples.values()))
+    chain_draw = tuple(first.shape[:2])
+    dtype = torch.get_default_dtype()
+    flat = {}
+    for k, v in samples.items():
+        t = torch.as_tensor(np.asarray(v).reshape((-1,) + v.shape[2:]))
+        flat[k] = t if not t.is_floating_point() else t.to(dtype)
+    return flat, chain_draw
+
+
+def _site_log_lik(site: dict) -> torch.Tensor:
+    return site["fn"].log_prob(site["value"])
+
+
+def log_likelihood(model: Callable, data: dict, structure: ModelStructure,
+                   samples: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str | None]:
+    """Pointwise log p(observed | continuous latents) per draw, discrete enumerated sites summed out.
+
+    Returns the arrays (chain, draw, *observed batch shape) and a note when something had to be skipped.
+    """
+    conditioning = {k: v for k, v in samples.items() if k in structure.continuous}
+    num_chain_draw = next(iter(samples.values())).shape[:2] if samples else (1, 1)
+    flat, chain_draw = flatten(conditioning) if conditioning else ({}, tuple(num_chain_draw))
+    num = chain_draw[0] * chain_draw[1]
+    ev = _Evaluator(model, data, structure)
+    obs = structure.observed
+    chunks: list[dict] = []
+    if not structure.enumerated:
+        for chunk, traces, vec in ev.traces(flat, num, lambda f: f):
+            chunks.append(_lower_log_lik(ev, traces, vec, chunk.stop - chunk.start, obs))
+        return _to_numpy(chunks, chain_draw), None
+    # enumerated discrete latents: sum them out, per data point
+    sizes = [structure.trace.nodes[k]["fn"].enumerate_support(expand=False).shape[0] for k in structure.enumerated]
+    if math.prod(sizes) * max(1, _per_draw_elements(structure)) > 5e7:
+        return {}, "log-likelihood skipped: too many enumerated discrete sites to sum out pointwise"
+    nesting = structure.max_plate_nesting
+    wrap = lambda f: poutine.enum(enumerable(f), first_available_dim=-(nesting + 2))  # noqa: E731
+    for chunk, traces, vec in ev.traces(flat, num, wrap):
+        n = chunk.stop - chunk.start
+        per_trace = []
+        for trace in traces:
+            enum_terms = [trace.nodes[k]["fn"].log_prob(trace.nodes[k]["value"]) for k in structure.enumerated]
+            out = {}
+            for name in obs:
+                total = _site_log_lik(trace.nodes[name])
+                for term in enum_terms:
+                    total = total + term
+                lead = total.dim() - (nesting + (1 if vec else 0))
+                if lead > 0:
+                    total = total.logsumexp(dim=tuple(range(lead)))
+                out[name] = total
+            per_trace.append(out)
+        chunk_out = {}
+        for name in obs:
+            proto = structure.trace.nodes[name]
+            shape = tuple(proto["fn"].log_prob(proto["value"]).shape)
+            if vec:
+                chunk_out[name] = _lower(per_trace[0][name], n, shape, nesting, len(shape))
+            else:
+                chunk_out[name] = torch.stack([_squeeze_to(t[name], shape) for t in per_trace])
+        chunks.append(chunk_out)
+    return _to_numpy(chunks, chain_draw), None
+
+
+def _squeeze_to(value: torch.Tensor, shape: tuple) -> torch.Tensor:
+    while value.dim() > len(shape) and value.shape[0] == 1:
+        value = value.squeeze(0)
+    return value.expand(shape)
+
+
+def _lower_log_lik(ev: _Evaluator, traces: list, vec: bool, n: int, names: list[str]) -> dict:
+    proto = ev.structure.trace.nodes
+    out = {}
+    for name in names:
+        shape = tuple(_site_log_lik(proto[name]).shape)
+        if vec:
+            out[name] = _lower(_site_log_lik(traces[0].nodes[name]), n, shape, ev.nesting, len(shape))
+        else:
+            out[name] = torch.stack([_squeeze_to(_site_log_lik(t.nodes[name]), shape) for t in traces])
+    return out
+
+
+def predictive(model: Callable, data: dict, structure: ModelStructure, samples: dict[str, np.ndarray],
+               sites: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Draws of the observed sites (or `sites`) given each posterior draw: the posterior predictive."""
+    sites = list(structure.observed if sites is None else sites)
+    flat, chain_draw = flatten(samples)
+    num = chain_draw[0] * chain_draw[1]
+    base = poutine.uncondition(model)
+    ev = _Evaluator(base, data, structure)
+    chunks = []
+    for chunk, traces, vec in ev.traces(flat, num, lambda f: f):
+        chunks.append(ev.collect(traces, vec, chunk.stop - chunk.start, sites, _value))
+    return _to_numpy(chunks, chain_draw)
+
+
+def prior(model: Callable, data: dict, structure: ModelStructure, num_samples: int = 500,
+          ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Draws from the prior: (latent sites, observed sites as prior predictive), each (1, draw, ...)."""
+    ev = _Evaluator(poutine.uncondition(model), data, structure)
+    names = structure.latent + structure.observed
+    chunks = []
+    for chunk, traces, vec in ev.traces({}, num_samples, lambda f: f):
+        chunks.append(ev.collect(traces, vec, chunk.stop - chunk.start, names, _value))
+    both = _to_numpy(chunks, (1, num_samples))
+    return ({k: both[k] for k in structure.latent}, {k: both[k] for k in structure.observed})
+
+
+def sample_discrete(model: Callable, data: dict, structure: ModelStructure, samples: dict[str, np.ndarray],
+                    chain_draw: tuple[int, int] | None = None, temperature: int = 1) -> dict[str, np.ndarray]:
+    """Draw the enumerated discrete sites from their exact conditional given each draw of the rest.
+
+    `temperature=0` gives the most probable assignment instead (the MAP of the discrete sites). A model
+    whose latent sites are all discrete (a Bayesian network) passes no `samples` and a `chain_draw` shape:
+    its draws then come straight from the exact posterior.
+    """
+    nesting = structure.max_plate_nesting
+    conditioning = {k: v for k, v in samples.items() if k in structure.continuous}
+    if conditioning:
+        flat, chain_draw = flatten(conditioning)
+    elif chain_draw is None:
+        raise ValueError("sample_discrete needs chain_draw when there is nothing to condition on")
+    else:
+        flat = {}
+    num = chain_draw[0] * chain_draw[1]
+    ev = _Evaluator(model, data, structure)
+    wrap = lambda f: infer_discrete(enumerable(f), first_available_dim=-(nesting + 2), temperature=temperature)  # noqa: E731
+    chunks = []
+    for chunk, traces, vec in ev.traces(flat, num, wrap):
+        chunks.append(ev.collect(traces, vec, chunk.stop - chunk.start, structure.enumerated, _value))
+    return _to_numpy(chunks, chain_draw)
+
+
+def observed_data(structure: ModelStructure) -> dict[str, np.ndarray]:
+    return {k: structure.trace.nodes[k]["value"].detach().cpu().numpy() for k in structure.observed}
+
+
+__all__ = ["log_likelihood", "predictive", "prior", "sample_discrete", "observed_data", "flatten"]

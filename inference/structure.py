@@ -1,0 +1,120 @@
+"""Read a model's structure from one trace: which sites are observed, global, local, enumerated.
+
+The engines never know a concrete model; they ask this module what kind of sites a program has:
+
+- observed: sample sites with ``obs=`` data;
+- enumerated: discrete latent sites with finite support (summed out exactly, then recovered with
+  ``infer_discrete``);
+- local: continuous latent sites inside a *data plate* (the outermost plate of an observed site), one per
+  data point, like a VAE's z;
+- global: every other latent site (shared parameters, like the coin's p).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer import config_enumerate
+from pyro.poutine.util import site_is_subsample
+
+from .errors import InputError
+
+
+@dataclass
+class ModelStructure:
+    trace: Any
+    observed: list[str]
+    enumerated: list[str]
+    local: list[str]
+    global_: list[str]
+    deterministic: list[str]
+    non_enumerable: list[str]
+    max_plate_nesting: int
+    dims: dict[str, list[str]] = field(default_factory=dict)
+    full_plates: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def latent(self) -> list[str]:
+        return self.global_ + self.local + self.enumerated + self.non_enumerable
+
+    @property
+    def continuous(self) -> list[str]:
+        return self.global_ + self.local
+
+
+def enumerable(model: Callable) -> Callable:
+    """The model with every finite discrete latent site marked for parallel enumeration."""
+    return config_enumerate(model, default="parallel")
+
+
+def _site_dims(name: str, site: dict) -> list[str]:
+    """ArviZ dimension names of a site's value: plate names for plate dims, `name_dim_k` otherwise."""
+    value = site["value"]
+    ndim = value.dim() if isinstance(value, torch.Tensor) else 0
+    frames = {f.dim: f.name for f in site["cond_indep_stack"] if f.vectorized and f.dim is not None}
+    dims = []
+    for axis in range(ndim):
+        neg = axis - ndim
+        dims.append(frames.get(neg, f"{name}_dim_{axis}"))
+    return dims
+
+
+def inspect_model(model: Callable, data: dict) -> ModelStructure:
+    """Trace `model(**data)` once and classify its sites.
+
+    Subsampled plates are traced at full size (their index sites conditioned on every index), so that
+    the structure, and every evaluation built on it, covers the whole data set.
+    """
+    try:
+        with pyro.validation_enabled(True):
+            trace = poutine.trace(enumerable(model)).get_trace(**data)
+            full_plates = {
+                name: torch.arange(site["fn"].size)
+                for name, site in trace.nodes.items()
+                if site["type"] == "sample" and site_is_subsample(site)
+                and (site["fn"].subsample_size or site["fn"].size) < site["fn"].size
+            }
+            if full_plates:
+                trace = poutine.trace(poutine.condition(enumerable(model), full_plates)).get_trace(**data)
+    except (ValueError, RuntimeError, TypeError, IndexError) as exc:
+        raise InputError("data", f"the model cannot run on this data: {exc}") from exc
+    observed, enumerated, local, global_, determ, non_enum = [], [], [], [], [], []
+    data_plates: set[str] = set()
+    nesting = 0
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or site_is_subsample(site):
+            continue
+        if site["infer"].get("_deterministic"):  # pyro.deterministic: an observed Delta in Pyro's eyes
+            determ.append(name)
+            continue
+        frames = [f for f in site["cond_indep_stack"] if f.vectorized]
+        if frames:
+            nesting = max(nesting, max(-f.dim for f in frames))
+        nesting = max(nesting, len(site["fn"].batch_shape))
+        if site["is_observed"]:
+            observed.append(name)
+            if frames:
+                outermost = min(frames, key=lambda f: f.dim)
+                data_plates.add(outermost.name)
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or site_is_subsample(site) or site["is_observed"]:
+            continue
+        fn = site["fn"]
+        if site["infer"].get("enumerate") == "parallel":
+            enumerated.append(name)
+        elif getattr(fn, "support", None) is not None and fn.support.is_discrete:
+            non_enum.append(name)
+        elif any(f.name in data_plates for f in site["cond_indep_stack"] if f.vectorized):
+            local.append(name)
+        else:
+            global_.append(name)
+    dims = {
+        name: _site_dims(name, site)
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site_is_subsample(site)
+    }
+    return ModelStructure(trace, observed, enumerated, local, global_, determ, non_enum, nesting, dims, full_plates)

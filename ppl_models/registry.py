@@ -1,0 +1,108 @@
+"""The model registry: every model is a plain Pyro callable plus a `ModelSpec` describing it.
+
+A spec says what data the model takes (`fields`), which options it has (with defaults), which inference
+methods apply (`engines`), and how to build its embedded default data set. It carries no inference or
+drawing code: engines and renderers read the spec, never the other way round.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from .data import DataError, Field, validate
+
+ALL_ENGINES: tuple[str, ...] = ("nuts", "hmc", "svi", "map", "mle")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the suite knows about one model.
+
+    Attributes:
+        name: registry name, e.g. ``"coin"``.
+        model: the Pyro program, called as ``model(**data)``.
+        guide: an amortized guide (same signature as the model) or ``None`` for auto-guides.
+        default_data: ``default_data(seed=0) -> dict``, the embedded default data set (data and options).
+        engines: the inference methods that apply, the first being the default.
+        description: one line for listings; the model's docstring holds the generative story.
+        fields: the data fields (observed values and covariates) with their kinds and shapes.
+        options: model options and their defaults (prior family, scales, K, ...).
+        display: drawing hints that are facts about the model's notation, not drawing code:
+            ``{"labels": {site: label}, "plate_index": {plate: index letter}}``.
+    """
+
+    name: str
+    model: Callable[..., Any]
+    guide: Callable[..., Any] | None
+    default_data: Callable[..., dict]
+    engines: tuple[str, ...]
+    description: str
+    fields: tuple[Field, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    display: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    @property
+    def default_method(self) -> str:
+        return self.engines[0]
+
+    def validate(self, data: Mapping[str, Any]) -> dict:
+        """Check `data` against the fields and options; return it with arrays converted to tensors.
+
+        Raises `DataError` naming the field and the problem.
+        """
+        return validate(self.fields, self.options, data)
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add a spec to the registry (a model module calls this at import time)."""
+    if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
+        raise ValueError(f"model name {spec.name!r} is registered twice")
+    unknown = set(spec.engines) - set(ALL_ENGINES)
+    if unknown or not spec.engines:
+        raise ValueError(f"model {spec.name!r}: engines must be a non-empty subset of {ALL_ENGINES}")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def names() -> list[str]:
+    """Every registered model name, sorted."""
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> ModelSpec:
+    """The spec registered under `name`; `KeyError` listing the known names otherwise."""
+    _load_all()
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise KeyError(f"unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))}") from None
+
+
+_loaded = False
+
+
+def _load_all() -> None:
+    """Import every module of the `ppl_models` package so that each registers its models.
+
+    Discovery keeps adding a model to one step: drop a module in `ppl_models/` that calls `register`.
+    """
+    global _loaded
+    if _loaded:
+        return
+    import importlib
+    import pkgutil
+
+    import ppl_models
+
+    for info in pkgutil.iter_modules(ppl_models.__path__):
+        if not info.name.startswith("_") and info.name not in ("registry", "data"):
+            importlib.import_module(f"ppl_models.{info.name}")
+    _loaded = True
+
+
+__all__ = ["ModelSpec", "register", "names", "get", "Field", "DataError", "ALL_ENGINES"]
