@@ -126,6 +126,7 @@ class Posterior:
                 new_data.pop(name, None)
             new_data.update(data)
             structure = inspect_model(self.model, new_data)
+        sites = list(self.structure.observed if sites is None else sites)
         return pred.predictive(self.model, new_data, structure, self.samples, sites=sites)
 
     # ---- diagnostics -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.infer import infer_discrete
+from pyro.poutine.util import site_is_subsample
 
 from .structure import ModelStructure, enumerable
 
@@ -27,9 +28,14 @@ def _batch_ndim(site: dict) -> int:
     return site["value"].dim() - site["fn"].event_dim
 
 
-def _lift(value: torch.Tensor, site: dict, nesting: int) -> torch.Tensor:
-    """(S, *site_shape) -> (S, 1, ..., 1, *site_shape) with the draw axis left of every plate dim."""
-    pad = nesting - _batch_ndim(site)
+def _lift(value: torch.Tensor, site: dict, nesting: int, padded: bool) -> torch.Tensor:
+    """(S, *site_shape) -> the layout the model broadcasts against.
+
+    Padded (Pyro's convention): (S, 1, ..., 1, *site_shape), the draw axis left of every plate dim, for
+    models that use a global site as is (``Bernoulli(p)`` inside a plate). Leading: (S, *site_shape), for
+    models written over leading batch dims (``p.unsqueeze(-1)``).
+    """
+    pad = nesting - _batch_ndim(site) if padded else 0
     return value.reshape(value.shape[:1] + (1,) * pad + tuple(site["value"].shape))
 
 
@@ -58,45 +64,93 @@ def _per_draw_elements(structure: ModelStructure) -> int:
     return total
 
 
-def _run_vectorized(fn: Callable, data: dict, num: int, nesting: int):
-    with pyro.plate("_draws", num, dim=-(nesting + 1)):
-        return poutine.trace(fn).get_trace(**data)
+def _in_draws_plate(fn: Callable, num: int, nesting: int) -> Callable:
+    """`fn` run inside an outer plate of `num` draws, left of every plate of the model.
+
+    The plate is part of the program (not an outer context), so handlers that block outer messengers,
+    like `infer_discrete`'s first pass, still see it.
+    """
+
+    def vectorized(**data):
+        with pyro.plate("_draws", num, dim=-(nesting + 1)):
+            return fn(**data)
+
+    return vectorized
 
 
 class _Evaluator:
-    """Runs `fn(draws)` over chunks of draws, vectorized when the model broadcasts, else per draw."""
+    """Runs a model over chunks of draws: vectorized in the layout it broadcasts in, else once per draw.
+
+    The layout is chosen once, by tracing a few draws and checking that every site's batch shape is its
+    plate shape with the draw axis in front; a model that fits neither layout runs draw by draw.
+    """
+
+    LAYOUTS = ("padded", "leading", "loop")
 
     def __init__(self, model: Callable, data: dict, structure: ModelStructure):
         self.model = model
         self.data = data
         self.structure = structure
         self.nesting = structure.max_plate_nesting
-        self.vectorize = True
+        self.layout: str | None = None
 
-    def _conditioned(self, draws: dict[str, torch.Tensor], lift: bool, base: Callable) -> Callable:
+    def _conditioned(self, draws: dict[str, torch.Tensor], layout: str, base: Callable) -> Callable:
         sites = self.structure.trace.nodes
-        values = {k: (_lift(v, sites[k], self.nesting) if lift else v) for k, v in draws.items()}
+        if layout == "loop":
+            values = dict(draws)
+        else:
+            values = {k: _lift(v, sites[k], self.nesting, layout == "padded") for k, v in draws.items()}
         values.update(self.structure.full_plates)
         return poutine.condition(base, values)
 
+    def _fits(self, draws: dict[str, torch.Tensor], layout: str, n: int) -> bool:
+        try:
+            with torch.no_grad():
+                fn = _in_draws_plate(self._conditioned(draws, layout, self.model), n, self.nesting)
+                trace = poutine.trace(fn).get_trace(**self.data)
+        except (RuntimeError, ValueError, IndexError, AssertionError, TypeError):
+            return False
+        for name, site in trace.nodes.items():
+            if site["type"] != "sample" or site_is_subsample(site) or name not in self.structure.trace.nodes:
+                continue
+            proto = self.structure.trace.nodes[name]
+            batch = tuple(site["fn"].batch_shape)
+            want = tuple(proto["fn"].batch_shape)
+            if len(batch) > self.nesting + 1 or (len(batch) == self.nesting + 1 and batch[0] not in (1, n)):
+                return False
+            if want and batch[-len(want):] != want:
+                return False
+        return True
+
+    def _choose(self, draws: dict[str, torch.Tensor], num: int) -> str:
+        if self.layout is None:
+            n = min(num, 3)
+            probe = {k: v[:n] for k, v in draws.items()}
+            self.layout = next((lay for lay in self.LAYOUTS[:2] if self._fits(probe, lay, n)), "loop")
+        return self.layout
+
     def traces(self, draws: dict[str, torch.Tensor], num: int, wrap: Callable[[Callable], Callable],
-               extra_nesting: int = 0):
-        """Yield (slice, trace, vectorized) per chunk; `wrap` adds handlers around the conditioned model."""
+               enumerated: bool = False):
+        """Yield (slice, traces, vectorized) per chunk; `wrap` adds handlers around the vectorized model.
+
+        Under enumeration every site's log-density enters the sum, the conditioned ones included, so only
+        the padded layout (plate-aligned) is vectorized there.
+        """
+        layout = self._choose(draws, num)
+        if enumerated and layout == "leading":
+            layout = "loop"
         for chunk in _chunks(num, _per_draw_elements(self.structure)):
             part = {k: v[chunk] for k, v in draws.items()}
             n = chunk.stop - chunk.start
-            if self.vectorize:
-                try:
-                    fn = wrap(self._conditioned(part, True, self.model))
-                    with torch.no_grad():
-                        trace = _run_vectorized(fn, self.data, n, self.nesting)
-                    yield chunk, [trace], True
-                    continue
-                except (RuntimeError, ValueError, IndexError, AssertionError):
-                    self.vectorize = False
+            if layout != "loop":
+                fn = wrap(_in_draws_plate(self._conditioned(part, layout, self.model), n, self.nesting))
+                with torch.no_grad():
+                    trace = poutine.trace(fn).get_trace(**self.data)
+                yield chunk, [trace], True
+                continue
             traces = []
             for i in range(n):
-                fn = wrap(self._conditioned({k: v[i] for k, v in part.items()}, False, self.model))
+                fn = wrap(self._conditioned({k: v[i] for k, v in part.items()}, "loop", self.model))
                 with torch.no_grad():
                     traces.append(poutine.trace(fn).get_trace(**self.data))
             yield chunk, traces, False
@@ -170,7 +224,7 @@ def log_likelihood(model: Callable, data: dict, structure: ModelStructure,
         return {}, "log-likelihood skipped: too many enumerated discrete sites to sum out pointwise"
     nesting = structure.max_plate_nesting
     wrap = lambda f: poutine.enum(enumerable(f), first_available_dim=-(nesting + 2))  # noqa: E731
-    for chunk, traces, vec in ev.traces(flat, num, wrap):
+    for chunk, traces, vec in ev.traces(flat, num, wrap, enumerated=True):
         n = chunk.stop - chunk.start
         per_trace = []
         for trace in traces:
@@ -261,7 +315,7 @@ def sample_discrete(model: Callable, data: dict, structure: ModelStructure, samp
     ev = _Evaluator(model, data, structure)
     wrap = lambda f: infer_discrete(enumerable(f), first_available_dim=-(nesting + 2), temperature=temperature)  # noqa: E731
     chunks = []
-    for chunk, traces, vec in ev.traces(flat, num, wrap):
+    for chunk, traces, vec in ev.traces(flat, num, wrap, enumerated=True):
         chunks.append(ev.collect(traces, vec, chunk.stop - chunk.start, structure.enumerated, _value))
     return _to_numpy(chunks, chain_draw)
 

@@ -30,6 +30,8 @@ class ModelSpec:
         options: model options and their defaults (prior family, scales, K, ...).
         display: drawing hints that are facts about the model's notation, not drawing code:
             ``{"labels": {site: label}, "plate_index": {plate: index letter}}``.
+        demo: engine options for a quick run of the default engine (used by ``ppl demo`` and the
+            notebooks), e.g. ``{"num_chains": 2, "num_samples": 300}``.
     """
 
     name: str
@@ -41,6 +43,7 @@ class ModelSpec:
     fields: tuple[Field, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
     display: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    demo: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def default_method(self) -> str:

@@ -1,0 +1,203 @@
+"""The engines on any Pyro callable: enumeration, local latents, ArviZ groups, diagnostics, seeds, errors."""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from scipy import optimize, stats
+from scipy.special import logsumexp
+
+from inference import InputError, Posterior, fit
+
+X_MIX = np.array([-0.3, 0.2, 3.1, 2.7, 0.5, 3.4, -1.0, 2.9, 0.1, 3.3, 1.5, 0.0], dtype=np.float32)
+
+
+def only_discrete(x=None):
+    """z_i ~ Bernoulli(0.3), x_i ~ Normal(2 z_i, 1): every latent is discrete."""
+    with pyro.plate("N", len(x)):
+        z = pyro.sample("z", dist.Bernoulli(0.3))
+        pyro.sample("x", dist.Normal(2.0 * z, 1.0), obs=x)
+
+
+def mixture_weight(x=None):
+    """p ~ Beta(2, 2); z_i ~ Bernoulli(p); x_i ~ Normal(3 z_i, 1): one global, one enumerated local."""
+    p = pyro.sample("p", dist.Beta(2.0, 2.0))
+    with pyro.plate("N", len(x)):
+        z = pyro.sample("z", dist.Bernoulli(p))
+        pyro.sample("x", dist.Normal(3.0 * z, 1.0), obs=x)
+
+
+def marginal_log_lik(p, x):
+    return np.logaddexp(np.log(p) + stats.norm.logpdf(x, 3, 1), np.log1p(-p) + stats.norm.logpdf(x, 0, 1))
+
+
+def test_only_discrete_latents_give_exact_posterior_draws():
+    x = torch.tensor(X_MIX)
+    post = fit(only_discrete, {"x": x}, method="nuts", num_chains=2, num_samples=2000, progress=False)
+    assert any("exact posterior by enumeration" in n for n in post.notes)
+    z = post.samples["z"]
+    assert z.shape == (2, 2000, len(X_MIX))
+    prior_1 = 0.3 * stats.norm.pdf(X_MIX, 2, 1)
+    exact = prior_1 / (prior_1 + 0.7 * stats.norm.pdf(X_MIX, 0, 1))  # Bayes' rule per point
+    freq = z.reshape(-1, len(X_MIX)).mean(0)
+    se = np.sqrt(exact * (1 - exact) / 4000)
+    assert np.all(np.abs(freq - exact) < 4 * se + 1e-9)
+    # the log-likelihood sums z out exactly
+    loglik = post.to_arviz(prior=False).log_likelihood["x"].values
+    expected = np.logaddexp(np.log(0.3) + stats.norm.logpdf(X_MIX, 2, 1), np.log(0.7) + stats.norm.logpdf(X_MIX, 0, 1))
+    np.testing.assert_allclose(loglik[0, 0], expected, rtol=1e-5)
+
+
+def _exact_marginal_map(use_prior: bool) -> float:
+    def neg(p):
+        prior = stats.beta(2, 2).logpdf(p) if use_prior else 0.0
+        return -(prior + marginal_log_lik(p, X_MIX).sum())
+
+    return optimize.minimize_scalar(neg, bounds=(1e-6, 1 - 1e-6), method="bounded", options={"xatol": 1e-9}).x
+
+
+@pytest.mark.parametrize("method", ["map", "mle"])
+def test_point_estimates_sum_out_discrete_latents(method):
+    post = fit(mixture_weight, {"x": torch.tensor(X_MIX)}, method=method, progress=False)
+    assert post.samples["p"].item() == pytest.approx(_exact_marginal_map(method == "map"), abs=1e-4)
+    assert any("summed out exactly by enumeration" in n for n in post.notes)
+    # z reported as the most probable assignment given the estimate
+    p = post.samples["p"].item()
+    on = np.log(p) + stats.norm.logpdf(X_MIX, 3, 1) > np.log1p(-p) + stats.norm.logpdf(X_MIX, 0, 1)
+    assert post.samples["z"].reshape(-1).tolist() == on.astype(float).tolist()
+
+
+@pytest.mark.slow
+def test_nuts_with_enumeration_matches_quadrature():
+    grid = np.linspace(1e-4, 1 - 1e-4, 20001)
+    logpost = stats.beta(2, 2).logpdf(grid) + np.array([marginal_log_lik(g, X_MIX).sum() for g in grid])
+    w = np.exp(logpost - logsumexp(logpost))
+    mean, sd = (w * grid).sum(), np.sqrt((w * grid**2).sum() - (w * grid).sum() ** 2)
+    post = fit(mixture_weight, {"x": torch.tensor(X_MIX)}, method="nuts", seed=3, num_chains=2, num_samples=500,
+               num_warmup=300, progress=False)
+    idata = post.to_arviz(prior=False)
+    mcse_mean = float(az.mcse(idata, var_names=["p"], method="mean")["p"])
+    mcse_sd = float(az.mcse(idata, var_names=["p"], method="sd")["p"])
+    assert abs(post.samples["p"].mean() - mean) < 4 * mcse_mean
+    assert abs(post.samples["p"].std() - sd) < 4 * mcse_sd
+    assert post.samples["z"].shape == (2, 500, len(X_MIX))
+    # each z draw comes from its exact conditional given that draw's p
+    p = post.samples["p"].reshape(-1, 1)
+    on = p * stats.norm.pdf(X_MIX, 3, 1)
+    conditional = on / (on + (1 - p) * stats.norm.pdf(X_MIX, 0, 1))
+    z = post.samples["z"].reshape(-1, len(X_MIX))
+    se = np.sqrt((conditional * (1 - conditional)).sum(0)) / len(p)
+    assert np.all(np.abs(z.mean(0) - conditional.mean(0)) < 4 * se + 1e-9)
+    np.testing.assert_allclose(idata.log_likelihood["x"].values[1, 5],
+                               marginal_log_lik(post.samples["p"][1, 5], X_MIX), rtol=1e-4)
+
+
+def hierarchical(x=None):
+    """mu ~ Normal(0, 10); z_i ~ Normal(mu, 1); x_i ~ Normal(z_i, 1): so x_i ~ Normal(mu, 2) marginally.
+
+    Written over leading batch dims (``mu.unsqueeze(-1)``), the other broadcasting style the engines accept.
+    """
+    mu = pyro.sample("mu", dist.Normal(0.0, 10.0))
+    with pyro.plate("N", len(x)):
+        z = pyro.sample("z", dist.Normal(mu.unsqueeze(-1), 1.0))
+        pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+
+def test_mle_integrates_continuous_local_latents():
+    rng = np.random.default_rng(0)
+    x = torch.tensor(rng.normal(1.5, np.sqrt(2), size=40), dtype=torch.float32)
+    post = fit(hierarchical, {"x": x}, method="mle", num_steps=3000, lr=0.05, progress=False)
+    assert any("variational" in n for n in post.notes)
+    # the marginal MLE of mu is the sample mean; the variational family holds the exact z posterior
+    assert post.samples["mu"].item() == pytest.approx(float(x.mean()), abs=0.05)
+    assert post.samples["z"].shape == (1, 1, 40)
+
+
+@pytest.mark.parametrize("method", ["nuts", "hmc", "svi", "map", "mle"])
+def test_every_method_converts_to_arviz(method):
+    opts = {"nuts": dict(num_chains=2, num_samples=100, num_warmup=100),
+            "hmc": dict(num_chains=2, num_samples=100, num_warmup=100),
+            "svi": dict(num_steps=300, num_samples=200)}.get(method, {})
+    post = fit("coin", method=method, progress=False, **opts)
+    idata = post.to_arviz()
+    for group in ("posterior", "log_likelihood", "posterior_predictive", "observed_data", "prior"):
+        assert group in idata.groups(), group
+    if method in ("nuts", "hmc"):
+        stats_ = idata.sample_stats
+        for name in ("diverging", "energy", "lp", "acceptance_rate", "step_size", "n_steps"):
+            assert stats_[name].shape == (2, 100)
+    else:
+        assert "loss" in idata.groups()
+    summary = az.summary(idata, var_names=["p"], kind="stats")
+    assert 0 < summary.loc["p", "mean"] < 1
+    assert idata.log_likelihood["flips"].shape == (post.num_chains, post.num_draws, 20)
+    # log-likelihood is the Bernoulli log pmf at each draw
+    p = post.samples["p"][0, 0]
+    flips = idata.observed_data["flips"].values
+    np.testing.assert_allclose(idata.log_likelihood["flips"].values[0, 0], stats.bernoulli(p).logpmf(flips), rtol=1e-5)
+    ppc = idata.posterior_predictive["flips"].values
+    assert ppc.shape == (post.num_chains, post.num_draws, 20) and set(np.unique(ppc)) <= {0.0, 1.0}
+
+
+def test_loo_runs_on_nuts():
+    post = fit("coin", method="nuts", num_chains=2, num_samples=300, num_warmup=200, progress=False)
+    loo = az.loo(post.to_arviz())
+    assert np.isfinite(loo.elpd_loo)
+
+
+def test_same_seed_same_draws_and_different_seed_different_draws():
+    kw = dict(method="nuts", num_chains=2, num_samples=50, num_warmup=50, progress=False)
+    a, b, c = fit("coin", seed=5, **kw), fit("coin", seed=5, **kw), fit("coin", seed=6, **kw)
+    np.testing.assert_array_equal(a.samples["p"], b.samples["p"])
+    assert not np.array_equal(a.samples["p"], c.samples["p"])
+    s1 = fit("coin", method="svi", seed=2, num_steps=100, progress=False)
+    s2 = fit("coin", method="svi", seed=2, num_steps=100, progress=False)
+    np.testing.assert_array_equal(s1.samples["p"], s2.samples["p"])
+
+
+def test_predict_for_new_inputs():
+    post = fit("coin", method="map", progress=False)
+    draws = post.predict({"N": 7})
+    assert draws["flips"].shape == (1, 1, 7)
+
+
+def test_problems_are_reported_in_words():
+    rng = np.random.default_rng(0)
+    stuck = np.stack([rng.normal(0, 1, 200), rng.normal(3, 1, 200)])  # two chains that disagree
+    diverging = np.zeros((2, 200), dtype=bool)
+    diverging[0, :3] = True
+    post = Posterior(samples={"theta": stuck}, method="nuts", settings={}, sample_stats={"diverging": diverging})
+    text = "\n".join(post.problems())
+    assert "3 of 400 transitions diverged" in text
+    assert "R-hat" in text and "theta" in text
+    healthy = Posterior(samples={"theta": rng.normal(0, 1, (2, 400))}, method="nuts", settings={},
+                        sample_stats={"diverging": np.zeros((2, 400), bool)})
+    assert healthy.problems() == []
+    short = Posterior(samples={"theta": np.cumsum(rng.normal(0, 1, (2, 400)), axis=1)}, method="nuts", settings={})
+    assert any("bulk ESS" in p for p in short.problems())
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(method="bogus"), "method"),
+        (dict(method="nuts", num_samples=0), "num_samples"),
+        (dict(method="svi", num_chains=2), "num_chains"),
+        (dict(method="svi", guide="laplace"), "guide"),
+        (dict(method="map", optimizer="sgd"), "optimizer"),
+        (dict(method="nuts", lr=0.1), "lr"),
+    ],
+)
+def test_bad_options_name_the_field(kwargs, field):
+    with pytest.raises(InputError) as err:
+        fit("coin", progress=False, **kwargs)
+    assert err.value.field == field
+
+
+def test_unknown_model_lists_known_names():
+    with pytest.raises(KeyError, match="coin"):
+        fit("no_such_model")
