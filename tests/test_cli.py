@@ -1,0 +1,141 @@
+"""The `ppl` command: outputs that read back, and bad input as one line with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import arviz as az
+import numpy as np
+import pytest
+
+from inference import fit
+from ppl.cli import main
+
+QUICK = ["--chains", "2", "--samples", "60", "--warmup", "60"]
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_names_every_model(capsys):
+    import ppl_models
+
+    code, out, _ = run(["list"], capsys)
+    assert code == 0
+    for name in ppl_models.names():
+        assert name in out
+
+
+def test_fit_writes_a_posterior_that_reads_back_with_the_same_draws(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    code, out, err = run(["fit", "coin", "--out", str(out_dir), "--seed", "3", *QUICK], capsys)
+    assert code == 0, err
+    assert {"posterior.nc", "summary.csv", "model.svg"} <= {p.name for p in out_dir.iterdir()}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+    idata = az.from_netcdf(out_dir / "posterior.nc")
+    again = fit("coin", method="nuts", seed=3, num_chains=2, num_samples=60, num_warmup=60, progress=False)
+    np.testing.assert_array_equal(idata.posterior["p"].values, again.samples["p"])
+    for group in ("posterior", "sample_stats", "log_likelihood", "posterior_predictive", "observed_data"):
+        assert group in idata.groups()
+    assert "r_hat" in (out_dir / "summary.csv").read_text()
+    assert "mean" in out and "wrote" in out
+    assert (out_dir / "model.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
+
+
+def test_fit_json_and_data_file(tmp_path, capsys):
+    data = tmp_path / "flips.json"
+    data.write_text(json.dumps({"flips": [1, 1, 1, 0], "alpha": 2, "beta": 2}))
+    code, out, err = run(["fit", "coin", "--method", "map", "--data", str(data), "--out", str(tmp_path / "r"),
+                          "--json"], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["method"] == "map"
+    assert report["summary"]["p"]["mean"] == pytest.approx(4 / 6, abs=1e-4)  # Beta(5, 3) mode
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npz"])
+def test_csv_and_npz_data(tmp_path, capsys, suffix):
+    path = tmp_path / f"d{suffix}"
+    if suffix == ".csv":
+        path.write_text("flips\n1\n0\n1\n1\n")
+    else:
+        np.savez(path, flips=np.array([1, 0, 1, 1]), alpha=np.array(1.0))
+    code, out, err = run(["fit", "coin", "--method", "mle", "--data", str(path), "--out", str(tmp_path / "r"),
+                          "--quiet"], capsys)
+    assert code == 0, err
+    assert out == ""
+
+
+@pytest.mark.parametrize(
+    "argv, data, message",
+    [
+        (["fit", "no_such_model"], None, "unknown model 'no_such_model'"),
+        (["fit", "coin", "--method", "gibbs"], None, "unknown method 'gibbs'"),
+        (["fit", "coin"], {"flips": [0, 1, 2]}, "flips: must be 0 or 1; index 2 is 2"),
+        (["fit", "coin"], "flips\n1\nnan\n", "flips: contains NaN"),
+        (["fit", "coin"], {"flips": []}, "flips: is empty"),
+        (["fit", "coin"], {"flips": [[0, 1], [1, 1]]}, "flips: expected shape (N,)"),
+        (["fit", "coin"], {"flips": ["a", "b"]}, "flips: must be numeric"),
+        (["fit", "coin"], {"flips": [1, 0], "alpah": 2}, "alpah: unknown field"),
+        (["fit", "coin"], {"flips": [1, 0], "alpha": -1}, "alpha: must be at least"),
+        (["fit", "coin"], "{not json", "cannot read data file"),
+        (["fit", "coin", "--method", "svi", "--chains", "2"], None, "--chains does not apply to method svi"),
+        (["fit", "coin", "--samples", "0"], None, "--samples must be positive"),
+        (["fit", "coin", "--evidence", "a=b"], None, "--evidence applies to Bayesian networks"),
+        (["fit"], None, "the following arguments are required: name"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, argv, data, message):
+    out_dir = tmp_path / "run"
+    argv = list(argv) + ["--out", str(out_dir)] if len(argv) > 1 else list(argv)
+    if data is not None:
+        path = tmp_path / ("d.csv" if isinstance(data, str) and data.startswith("flips") else "d.json")
+        path.write_text(data if isinstance(data, str) else json.dumps(data))
+        argv += ["--data", str(path)]
+    code, out, err = run(argv, capsys)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out_dir.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name != "d.json" and p.name != "d.csv"] == []
+
+
+def test_missing_data_file(tmp_path, capsys):
+    code, _, err = run(["fit", "coin", "--data", str(tmp_path / "nope.json"), "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and "does not exist" in err and not (tmp_path / "r").exists()
+
+
+def test_failed_run_leaves_an_existing_directory_untouched(tmp_path, capsys, monkeypatch):
+    out_dir = tmp_path / "run"
+    out_dir.mkdir()
+    (out_dir / "keep.txt").write_text("previous run")
+
+    def boom(*args, **kwargs):
+        raise FloatingPointError("the loss became nan")
+
+    monkeypatch.setattr("inference.fit", boom)
+    code, _, err = run(["fit", "coin", "--method", "map", "--out", str(out_dir)], capsys)
+    assert code == 1 and "the loss became nan" in err and len(err.strip().splitlines()) == 1
+    assert [p.name for p in out_dir.iterdir()] == ["keep.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_render_and_query(tmp_path, capsys):
+    target = tmp_path / "coin.dot"
+    code, out, err = run(["render", "coin", "--out", str(target), "--query", "flips _|_ alpha | p"], capsys)
+    assert code == 0, err
+    assert "true" in out and target.read_text().lstrip().startswith(("digraph", "strict digraph"))
+    code, _, err = run(["render", "coin", "--out", str(target), "--query", "flips _|_ nothing"], capsys)
+    assert code == 2 and "unknown variable 'nothing'" in err
+
+
+def test_console_entry_point_exit_status():
+    bad = subprocess.run([sys.executable, "-m", "ppl", "fit", "nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown model 'nope'" in bad.stderr
+    ok = subprocess.run([sys.executable, "-m", "ppl", "list"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "coin" in ok.stdout
