@@ -1,0 +1,63 @@
+"""Write a diagram to a file; the suffix picks the format (.dot .svg .png .pdf .tex)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .errors import GraphvizNotFound, PlateError
+
+FORMATS = (".dot", ".gv", ".svg", ".png", ".pdf", ".tex")
+
+
+def dot_program() -> str | None:
+    """The path of Graphviz's ``dot``, or ``None`` when it is not installed."""
+    return shutil.which("dot")
+
+
+def run_dot(source: str, fmt: str, extra: tuple[str, ...] = ()) -> bytes:
+    exe = dot_program()
+    if exe is None:
+        raise GraphvizNotFound(f"-T{fmt}", "(nothing)")
+    proc = subprocess.run([exe, f"-T{fmt}", *extra], input=source.encode(), capture_output=True, timeout=120)
+    if proc.returncode != 0:
+        raise PlateError("render", f"Graphviz dot failed: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def render(pg, path) -> Path:
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise PlateError(str(path), f"unknown diagram format {suffix or '(no suffix)'}; use one of {', '.join(FORMATS)}")
+    source = pg.to_dot()
+    if suffix in (".dot", ".gv"):
+        _atomic_write(path, source.encode())
+        return path
+    if dot_program() is None:
+        fallback = path.with_suffix(".dot")
+        _atomic_write(fallback, source.encode())
+        raise GraphvizNotFound(str(path), str(fallback))
+    if suffix == ".tex":
+        data = pg.to_tikz().encode()
+    elif suffix == ".png":
+        data = run_dot(source, "png", ("-Gdpi=150",))
+    else:
+        data = run_dot(source, suffix[1:])
+    _atomic_write(path, data)
+    return path
