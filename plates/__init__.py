@@ -21,15 +21,17 @@ draw overlapping plates (it raises), and knows nothing of guides. The textbook c
 overlay, the factorization and the independence queries all need a graph we own, so `plates` builds a
 networkx graph from the trace and writes DOT and TikZ from it itself.
 
-Errors: `PlateError` (bad option, node or data; ``field: problem`` on one line) and `GraphvizNotFound`
-(raised by `render` after it wrote the DOT file, when Graphviz ``dot`` is missing; one line naming both
-files). A command line prints either message as is.
+Errors: `PlateError` (bad option, node or data; ``field: problem`` on one line). When Graphviz ``dot``
+is missing, `render(path)` still writes the DOT source (``path`` with suffix ``.dot``), returns the path
+it wrote and warns once with a one-line `GraphvizMissingWarning`; compare the returned suffix with the
+requested one. `to_tikz()` alone raises `GraphvizNotFound` (it needs dot's layout).
 """
 
 from .build import graph
-from .errors import GraphvizNotFound, PlateError
+from .errors import GraphvizMissingWarning, GraphvizNotFound, PlateError
 from .plategraph import PlateGraph
 from .query import parse_query
 from .render import dot_program
 
-__all__ = ["graph", "PlateGraph", "PlateError", "GraphvizNotFound", "parse_query", "dot_program"]
+__all__ = ["graph", "PlateGraph", "PlateError", "GraphvizNotFound", "GraphvizMissingWarning", "parse_query",
+           "dot_program"]

@@ -59,10 +59,12 @@ def node_statement(pg, n: str) -> str:
     attrs: dict[str, str] = {}
     if kind == "hyperparameter":
         value = _value_text(d.get("value"))
-        attrs.update(shape="point", width="0.09", style="filled", fillcolor="black",
-                     xlabel=f"<{sym}{' = ' + value if value is not None else ''}>")
+        text = f"{sym}{' = ' + value if value is not None else ''}"
+        attrs.update(shape="plaintext", margin="0", label=(
+            '<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">'
+            f'<TR><TD>{text}</TD></TR><TR><TD><FONT POINT-SIZE="9">●</FONT></TD></TR></TABLE>>'))
     elif kind == "parameter":
-        attrs.update(shape="plaintext", label=f"<{sym}>", margin="0.02")
+        attrs.update(shape="plaintext", label=f"<{sym}>", margin="0", width="0", height="0")
     else:
         style = []
         if kind == "observed":
@@ -83,14 +85,15 @@ def node_statement(pg, n: str) -> str:
         if kind == "deterministic":
             lines.append("<I>deterministic</I>")
         if lines:  # a text node beside the circle (xlabels would collide with the arrows)
-            note = "<BR ALIGN=\"LEFT\"/>".join(lines) + "<BR ALIGN=\"LEFT\"/>"
+            note = "<BR/>".join(lines)
             attrs["tooltip"] = _q(f"{n}: {kind}" + (f" ~ {d['distribution']}" if d.get("distribution") else ""))
             attrs["class"] = _q(kind)
+            attrs["group"] = _q(n)  # same group as its text node: dot keeps the two in one column
             head = _attrs(attrs)
             return (f"{_q(n)} [{head}];\n"
-                    f"{{rank=same; {_q(n)}; {_q(n + DIST_SUFFIX)} [shape=plaintext, fontsize=10, margin=0, "
-                    f"label=<{note}>, class=\"distribution\"];}}\n"
-                    f"{_q(n)} -> {_q(n + DIST_SUFFIX)} [style=invis, minlen=0];")
+                    f"{_q(n + DIST_SUFFIX)} [shape=plaintext, fontsize=10, margin=0, height=0.2, group={_q(n)}, "
+                    f"label=<{note}>, class=\"distribution\"];\n"
+                    f"{_q(n)} -> {_q(n + DIST_SUFFIX)} [style=invis, minlen=1, weight=20];")
     attrs["tooltip"] = _q(f"{n}: {kind}" + (f" ~ {d['distribution']}" if d.get("distribution") else ""))
     attrs["class"] = _q(kind)
     return f"{_q(n)} [{_attrs(attrs)}];"
@@ -116,7 +119,7 @@ def to_dot(pg) -> str:
     tree[()].extend(guide_only)
 
     lines = [f"digraph {_q(pg.name or 'model')} {{"]
-    lines.append(f'  graph [rankdir=TB, newrank=true, forcelabels=true, nodesep=0.3, ranksep=0.45, '
+    lines.append(f'  graph [rankdir=TB, newrank=true, forcelabels=true, nodesep=0.35, ranksep=0.12, '
                  f'fontname="{FONT}", fontsize=12];')
     lines.append(f'  node [fontname="{FONT}", fontsize=14];')
     lines.append("  edge [arrowsize=0.7];")
@@ -131,6 +134,11 @@ def to_dot(pg) -> str:
             lines.append(f'{pad}  graph [label=<{plate_label_html(G, path[-1])}>, labeljust=r, labelloc=b, '
                          f'style=solid, margin=12, tooltip={_q(plate_label_plain(G, path[-1]))}];')
         inner = pad + ("  " if path else "")
+        kids = sorted((p for p in tree if len(p) == len(path) + 1 and p[: len(path)] == path),
+                      key=lambda p: min((G.nodes[m].get("order", 0) for m in _members(tree, p)), default=0))
+        if not path:  # plates first: dot then tends to put the shared parameters beside or above them
+            for child in kids:
+                emit(child, depth + 1)
         for n in tree[path]:
             if n in G:
                 lines.extend(inner + line for line in node_statement(pg, n).split("\n"))
@@ -139,18 +147,21 @@ def to_dot(pg) -> str:
                 lab = html_label(d.get("label", n))
                 lines.append(f'{inner}{_q(n)} [shape=plaintext, label=<{lab}>, fontcolor="{GUIDE_COLOUR}", '
                              f'class="guide parameter", tooltip={_q(n + ": guide parameter")}];')
-        for child in sorted((p for p in tree if len(p) == len(path) + 1 and p[: len(path)] == path),
-                            key=lambda p: min((G.nodes[m].get("order", 0) for m in _members(tree, p)), default=0)):
-            emit(child, depth + 1)
+        if path:
+            for child in kids:
+                emit(child, depth + 1)
         if path:
             lines.append(f"{pad}}}")
 
     emit((), 1)
     for u, v in sorted(G.edges, key=lambda e: (G.nodes[e[1]].get("order", 0), G.nodes[e[0]].get("order", 0))):
-        lines.append(f"  {_q(u)} -> {_q(v)};")
+        port = ":s" if G.nodes[u]["kind"] == "hyperparameter" else ""  # leave from the dot
+        lines.append(f"  {_q(u)}{port} -> {_q(v)};")
     if pg.guide is not None:
         for u, v in pg.guide.edges:
-            lines.append(f'  {_q(u)} -> {_q(v)} [style=dashed, color="{GUIDE_COLOUR}", constraint=false, '
+            # arrows from the data would fight the generative ones for the layout; the encoder's may lead
+            constraint = "true" if u not in G else "false"
+            lines.append(f'  {_q(u)} -> {_q(v)} [style=dashed, color="{GUIDE_COLOUR}", constraint={constraint}, '
                          f'class="inference"];')
     lines.append("}")
     return "\n".join(lines) + "\n"

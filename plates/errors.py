@@ -13,7 +13,10 @@ class PlateError(ValueError):
 
 
 class GraphvizNotFound(RuntimeError):
-    """Graphviz's ``dot`` program is missing, so only the DOT file was written (its path is `written`)."""
+    """Graphviz's ``dot`` program is needed but missing (raised by `to_tikz`, which needs its layout).
+
+    `render` does not raise it: it writes the DOT file, returns that path and warns with this message.
+    """
 
     def __init__(self, requested: str, written: str):
         self.requested = requested
@@ -22,3 +25,7 @@ class GraphvizNotFound(RuntimeError):
             f"Graphviz 'dot' not found on PATH: wrote {written} instead of {requested} "
             "(install graphviz, e.g. apt-get install graphviz, for SVG/PNG/PDF/TikZ)"
         )
+
+
+class GraphvizMissingWarning(UserWarning):
+    """`render` could not find Graphviz's ``dot`` and wrote the DOT file instead (the message says where)."""

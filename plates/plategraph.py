@@ -129,7 +129,7 @@ class PlateGraph:
         """Write the diagram; the format comes from the suffix: .dot .svg .png .pdf .tex.
 
         Returns the path written. Without Graphviz's ``dot`` the DOT file is written next to `path`
-        (same stem, ``.dot``) and `GraphvizNotFound` is raised; its message is one line.
+        (same stem, ``.dot``), that path is returned and a one-line `GraphvizMissingWarning` is issued.
         """
         from .render import render
 

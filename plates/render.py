@@ -1,4 +1,9 @@
-"""Write a diagram to a file; the suffix picks the format (.dot .svg .png .pdf .tex)."""
+"""Write a diagram to a file; the suffix picks the format (.dot .svg .png .pdf .tex).
+
+`render` returns the path it wrote. Without Graphviz's ``dot`` it writes the DOT source beside the
+requested file (same stem, ``.dot``), returns that path and issues one `GraphvizMissingWarning` whose
+message is one line; a caller compares the returned suffix with the requested one to know.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,10 @@ import os
 import shutil
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
-from .errors import GraphvizNotFound, PlateError
+from .errors import GraphvizMissingWarning, GraphvizNotFound, PlateError
 
 FORMATS = (".dot", ".gv", ".svg", ".png", ".pdf", ".tex")
 
@@ -52,7 +58,8 @@ def render(pg, path) -> Path:
     if dot_program() is None:
         fallback = path.with_suffix(".dot")
         _atomic_write(fallback, source.encode())
-        raise GraphvizNotFound(str(path), str(fallback))
+        warnings.warn(str(GraphvizNotFound(str(path), str(fallback))), GraphvizMissingWarning, stacklevel=3)
+        return fallback
     if suffix == ".tex":
         data = pg.to_tikz().encode()
     elif suffix == ".png":

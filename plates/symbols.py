@@ -43,8 +43,12 @@ def canonical(label: str) -> str:
 
 
 def _split(label: str) -> tuple[str, str]:
+    """``sigma_y`` -> (sigma, y) and ``x_0`` -> (x, 0); a multi-letter word keeps its underscore
+    (``prior_scale`` is one name, not prior with subscript scale)."""
     base, _, sub = label.partition("_")
-    return base, sub
+    if sub and (base in GREEK or len(base) == 1):
+        return base, sub
+    return label, ""
 
 
 def plain(label: str, index: tuple[str, ...] = ()) -> str:
