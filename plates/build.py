@@ -39,7 +39,7 @@ def _resolve(model: Any) -> tuple[Any, Callable, str | None]:
     if isinstance(model, ppl_models.ModelSpec):
         return model, model.model, model.name
     if callable(model):
-        return None, model, getattr(model, "__name__", None)
+        return None, model, getattr(model, "__name__", type(model).__name__)
     raise PlateError("model", f"must be a registered name, a ModelSpec or a Pyro callable, got {type(model).__name__}")
 
 

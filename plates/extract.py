@@ -277,8 +277,8 @@ def extract(model: Callable, kwargs: dict, spec_fields: set[str] | None = None, 
         base = _base(fn)
         try:
             sources = get_provenance(fn.log_prob(site["value"])) - {name}
-        except Exception:
-            sources = frozenset()
+        except Exception as exc:  # e.g. observed data whose shape does not fit the plate
+            raise ValueError(f"site {name!r} cannot score its value: {exc}") from exc
         args = []
         for arg_name, value in base.__dict__.get("_plates_args", []):
             if not _is_number_like(value):
