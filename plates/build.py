@@ -132,13 +132,17 @@ def _label(node: str, labels: Mapping[str, str]) -> str:
     return canonical(labels.get(node, node))
 
 
-def _source_node(tag: str, x: Extraction, hyper_ok: bool = True) -> tuple[str, str] | None:
-    """(node, kind) a raw provenance tag stands for."""
+def _source_node(tag: str, x: Extraction) -> tuple[str, str] | None:
+    """(node, kind) a raw provenance tag stands for.
+
+    Observed data used other than through its sample site (a mask or a shape taken from ``x``) is not a
+    dependency on the random variable: as in Pyro, dependencies flow through the values sites return.
+    """
     if tag.startswith(HYPER):
-        return (tag[len(HYPER):], "hyperparameter") if hyper_ok else None
+        return tag[len(HYPER):], "hyperparameter"
     if tag.startswith(DATA):
         key = tag[len(DATA):]
-        return (x.aliases[key], "site") if key in x.aliases else (key, "covariate")
+        return None if key in x.aliases else (key, "covariate")
     if tag in x.sites:
         return tag, "site"
     if tag in x.params:

@@ -66,6 +66,7 @@ class Extraction:
     aliases: dict[str, str] = field(default_factory=dict)  # data key -> observed site
     hyper_values: dict[str, Any] = field(default_factory=dict)  # hyperparameter key -> value
     data_values: dict[str, Any] = field(default_factory=dict)  # data key -> tensor
+    control: frozenset = frozenset()  # tags that reached a site's scale or mask
 
 
 def param_group(name: str) -> str:
@@ -172,6 +173,8 @@ class _Provenance(Messenger):
     def _pyro_post_sample(self, msg):
         if site_is_subsample(msg):
             return
+        # an option that scales or masks a site (a KL weight) is used, just not as a distribution argument
+        self.x.control |= get_provenance([msg.get("scale"), msg.get("mask")])
         if msg["infer"].get("_deterministic"):
             self.value_sources[msg["name"]] = get_provenance(msg["value"])
         msg["value"] = ProvenanceTensor(detach_provenance(msg["value"]), frozenset({msg["name"]}))
@@ -222,6 +225,35 @@ def _tag(kwargs: dict, spec_fields: set[str] | None, hyper_tags: bool = True) ->
     return tagged, hyper, data
 
 
+# Functions whose result takes only the shape, dtype or device of their first argument, not its values:
+# ``x.new_zeros(d)`` or ``torch.zeros_like(x)`` must not make a prior depend on the data x.
+_SHAPE_ONLY = {
+    torch.Tensor.new_zeros, torch.Tensor.new_ones, torch.Tensor.new_empty, torch.Tensor.new_full,
+    torch.Tensor.new_tensor, torch.zeros_like, torch.ones_like, torch.empty_like, torch.full_like,
+    torch.rand_like, torch.randn_like, torch.randint_like,
+}
+
+
+def _torch_function(cls, func, types, args=(), kwargs=None):
+    """`ProvenanceTensor.__torch_function__`, except that shape-only functions ignore their template."""
+    kwargs = kwargs or {}
+    _args, _kwargs = detach_provenance([args, kwargs])
+    ret = func(*_args, **_kwargs)
+    if func in _SHAPE_ONLY:
+        return track_provenance(ret, get_provenance([args[1:], kwargs]))
+    return track_provenance(ret, get_provenance([args, kwargs]))
+
+
+@contextlib.contextmanager
+def _shape_only_functions():
+    original = ProvenanceTensor.__dict__["__torch_function__"]
+    ProvenanceTensor.__torch_function__ = classmethod(_torch_function)
+    try:
+        yield
+    finally:
+        ProvenanceTensor.__torch_function__ = original
+
+
 def _run(model: Callable, kwargs: dict, x: Extraction, seed: int):
     tracker = _Provenance(x)
     handle = torch.nn.modules.module.register_module_forward_hook(_module_hook(tracker))
@@ -232,6 +264,7 @@ def _run(model: Callable, kwargs: dict, x: Extraction, seed: int):
             stack.enter_context(pyro.validation_enabled(False))
             stack.enter_context(pyro.get_param_store().scope())
             stack.enter_context(_record_constructor_args())
+            stack.enter_context(_shape_only_functions())
             torch.manual_seed(seed)
             with tracker:
                 trace = poutine.trace(model).get_trace(**kwargs)
@@ -298,8 +331,10 @@ def extract(model: Callable, kwargs: dict, spec_fields: set[str] | None = None, 
 
 
 def _match_lost_hyperparameters(x: Extraction, kwargs: dict, spec_fields: set[str] | None) -> None:
-    """A constant argument equal to exactly one float option that no provenance reached is that option."""
-    seen = {t for s in x.sites.values() for t in s.sources}
+    """A constant argument equal to exactly one float option is that option, when provenance lost it
+    (``torch.full((K,), gamma)`` and ``float(alpha)`` drop the tag). Options whose tag reached a site, or
+    a site's scale or mask, are accounted for and never matched."""
+    seen = {t for s in x.sites.values() for t in s.sources} | set(x.control)
     candidates = {
         k: float(v) for k, v in kwargs.items()
         if isinstance(v, float) and not isinstance(v, bool) and HYPER + k not in seen

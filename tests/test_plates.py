@@ -330,6 +330,29 @@ def test_hyperparameters_found_when_the_model_wants_floats():
     g = plates.graph(strict, {"y": torch.tensor(0.3)})
     assert kinds(g)["scale"] == "hyperparameter" and ("scale", "mu") in g.networkx.edges
 
+    def kl_weighted(x=None, beta: float = 1.0, gamma: float = 2.0, K: int = 3):
+        pi = pyro.sample("pi", dist.Dirichlet(torch.full((K,), gamma)))  # torch.full drops the tag
+        with pyro.poutine.scale(scale=beta):  # beta weighs the KL term; it is no argument of a prior
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        pyro.sample("x", dist.Normal(z + pi[0], 1.0), obs=x)
+
+    g = plates.graph(kl_weighted, {"x": torch.tensor(0.1)})
+    assert kinds(g) == {"pi": "latent", "z": "latent", "x": "observed", "gamma": "hyperparameter"}
+    assert set(g.networkx.edges) == {("gamma", "pi"), ("pi", "x"), ("z", "x")}
+    assert g.networkx.nodes["z"]["distribution"] == "Normal(0, 1)"
+
+
+def test_data_used_for_shapes_or_masks_is_no_dependency():
+    def model(x, latent_dim: int = 2):
+        with pyro.plate("N", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(latent_dim), 1.0).to_event(1))
+            mask = x.sum(-1) > 0  # a mask computed from the data
+            pyro.sample("x", dist.Normal(z.sum(-1, keepdim=True).expand(x.shape), 1.0).to_event(1).mask(mask), obs=x)
+
+    g = plates.graph(model, {"x": torch.randn(4, 3)})
+    assert set(g.networkx.edges) == {("z", "x")}
+    assert g.factorization() == "p(x, z) = prod_i p(z_i) p(x_i | z_i)"
+
 
 # --- bad input -------------------------------------------------------------------------------------
 
