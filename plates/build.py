@@ -24,7 +24,7 @@ import torch
 
 from .errors import PlateError
 from .extract import DATA, HYPER, Extraction, extract, param_group
-from .plategraph import PlateGraph
+from .plategraph import PlateGraph, distribution_text
 from .symbols import canonical, index_letter, number
 
 _OPTIONS = ("guide", "labels", "plate_index", "seed", "distributions")
@@ -187,9 +187,7 @@ def _model_graph(x: Extraction, spec: Any, kwargs: dict, labels: dict, plate_ind
         G.add_node(node, **attrs)
     for name, site in x.sites.items():
         G.nodes[name]["dist_args"] = _describe_args(site, x, G)
-    from .plategraph import distribution_text  # the plain-text form is an attribute of the node
-
-    for name in x.sites:
+    for name in x.sites:  # the plain-text form is an attribute of the node
         G.nodes[name]["distribution"] = distribution_text(G, name, "plain")
     return G
 

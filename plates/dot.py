@@ -12,8 +12,6 @@ One statement per line, so the output is easy to read and to test.
 
 from __future__ import annotations
 
-import html
-
 from .plategraph import distribution_text, node_indices, plate_path, plate_rank, symbol
 from .symbols import html_label, number
 
@@ -171,7 +169,3 @@ def _members(tree, path):
     for p, ns in tree.items():
         if p[: len(path)] == path:
             yield from ns
-
-
-def escape(text: str) -> str:
-    return html.escape(text)

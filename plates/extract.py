@@ -274,7 +274,7 @@ def _run(model: Callable, kwargs: dict, x: Extraction, seed: int):
 
 
 def _is_number_like(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) or isinstance(value, torch.Tensor)
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or isinstance(value, torch.Tensor)
 
 
 def extract(model: Callable, kwargs: dict, spec_fields: set[str] | None = None, seed: int = 0) -> Extraction:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import networkx as nx
 
 from .plategraph import node_indices, plate_path, plate_rank, symbol
+from .symbols import latex as latex_symbol
 
 
 def _order(G: nx.DiGraph, n: str) -> int:
@@ -95,7 +96,7 @@ def factorization(G: nx.DiGraph, latex: bool = False) -> str:
             plate = kid[-1]
             info = G.graph["plates"][plate]
             if latex:
-                out.append(rf"\prod_{{{symbols_latex(info['index'])}=1}}^{{{symbols_latex(plate)}}} {body}")
+                out.append(rf"\prod_{{{latex_symbol(info['index'])}=1}}^{{{latex_symbol(plate)}}} {body}")
             else:
                 out.append(f"prod_{info['index']} {body}")
         return out
@@ -104,9 +105,3 @@ def factorization(G: nx.DiGraph, latex: bool = False) -> str:
     cov = [symbol(G, n, fmt) for n in covariates]
     left = f"p({', '.join(lhs)}{bar + ', '.join(cov) if cov else ''})"
     return f"{left} = {sep.join(items(()))}"
-
-
-def symbols_latex(word: str) -> str:
-    from .symbols import latex
-
-    return latex(word)

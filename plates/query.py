@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Iterable
 
 import networkx as nx
 

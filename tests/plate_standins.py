@@ -131,3 +131,30 @@ def hand_built_dag(network: dict):
     G.add_nodes_from(network)
     G.add_edges_from((p, n) for n, (parents, _) in network.items() for p in parents)
     return G
+
+
+def draw_docs(folder: str = "docs") -> list:
+    """Write the golden models' diagrams to `folder` (``python tests/plate_standins.py docs``)."""
+    from pathlib import Path
+
+    import plates
+
+    out = Path(folder)
+    x = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0])
+    graphs = {
+        "coin": plates.graph("coin"),
+        "regression": plates.graph(linear_regression, {"X": torch.randn(10, 3), "y": torch.randn(10)},
+                                   labels={"X": "x"}),
+        "coin_mixture": plates.graph(coin_mixture, {"flips": x}, **MIXTURE_DISPLAY),
+        "gmm": plates.graph(gmm, {"x": torch.randn(10)}, **GMM_DISPLAY),
+        "vae": plates.graph(vae, {"x": torch.ones(10, 4)}, guide=vae_guide, **VAE_DISPLAY),
+        "asia": plates.graph(bayes_net_program(ASIA), {"evidence": {"xray": 1}}),
+    }
+    return [g.render(out / f"plates-{name}.png") for name, g in graphs.items()]
+
+
+if __name__ == "__main__":
+    import sys
+
+    for path in draw_docs(sys.argv[1] if len(sys.argv) > 1 else "docs"):
+        print("wrote", path)

@@ -105,3 +105,20 @@ def test_every_registered_model_renders(tmp_path):
         assert all(f'"{n}" [' in dot for n in G), name
         out = g.render(tmp_path / f"{name}.svg")
         assert out.stat().st_size > 0, name
+
+
+def test_command_line(tmp_path, capsys):
+    from plates.__main__ import main
+
+    assert main(["coin", "--query", "flips[1] _|_ flips[2] | p", "--out", str(tmp_path / "c.dot")]) == 0
+    out = capsys.readouterr().out
+    assert "flips[1] _|_ flips[2] | p: d-separated" in out and (tmp_path / "c.dot").exists()
+    assert main(["coin", "--query", "flips[1] _|_ flips[2]"]) == 0
+    assert "not d-separated" in capsys.readouterr().out
+    assert main(["coin", "--query", "flips _|_ q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "q: is not a node" in err
+    assert main(["no_such_model"]) == 2
+    assert "known models" in capsys.readouterr().err
+    assert main(["--all", "--out", str(tmp_path / "all"), "--format", "dot"]) == 0
+    assert (tmp_path / "all" / "coin.dot").exists()
