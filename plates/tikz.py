@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .dot import _value_text
+from .dot import DIST_SUFFIX, _value_text
 from .plategraph import distribution_text, node_indices, plate_path, plate_rank, symbol
 from .render import run_dot
 from .symbols import latex
@@ -68,7 +68,12 @@ def to_tikz(pg) -> str:
         if d.get("enumerated"):
             notes.append(r"\textit{discrete, enumerated}")
         if notes:
-            lines.append(f"\\node[dist, anchor=north, align=center] at ({ids[n]}.south) {{{' '.join(notes)}}};")
+            text = " \\\\ ".join(notes)
+            if n + DIST_SUFFIX in pos:  # where dot put the text node
+                tx, ty, _, _ = pos[n + DIST_SUFFIX]
+                lines.append(f"\\node[dist, align=center] at ({tx:.3f},{ty:.3f}) {{{text}}};")
+            else:
+                lines.append(f"\\node[dist, anchor=north, align=center] at ({ids[n]}.south) {{{text}}};")
     for n in (pg.guide or ()):
         if n not in G and n in pos:
             x, y, _, _ = pos[n]
@@ -89,13 +94,15 @@ def _plates(pg, pos) -> list[str]:
     paths = {n: plate_path(G, n, rank) for n in G}
     prefixes = sorted({p[:k] for p in paths.values() for k in range(1, len(p) + 1)}, key=len, reverse=True)
     boxes: dict[tuple[str, ...], tuple[float, float, float, float]] = {}
-    pad, label_room = 0.12, 0.42  # inches; the bottom leaves room for the distribution text and label
+    pad, label_room = 0.1, 0.28  # inches; the bottom leaves room for the plate's label
     for prefix in prefixes:  # innermost first, so an outer box encloses the inner ones
         xs0, ys0, xs1, ys1 = [], [], [], []
         for n, p in paths.items():
             if p == prefix:
-                x, y, w, h = pos[n]
-                xs0.append(x - w / 2), ys0.append(y - h / 2), xs1.append(x + w / 2), ys1.append(y + h / 2)
+                for member in (n, n + DIST_SUFFIX):  # the node and its distribution text
+                    if member in pos:
+                        x, y, w, h = pos[member]
+                        xs0.append(x - w / 2), ys0.append(y - h / 2), xs1.append(x + w / 2), ys1.append(y + h / 2)
         for inner, (a, b, c, e) in boxes.items():
             if len(inner) == len(prefix) + 1 and inner[: len(prefix)] == prefix:
                 xs0.append(a), ys0.append(b), xs1.append(c), ys1.append(e)

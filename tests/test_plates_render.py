@@ -39,6 +39,7 @@ def test_graphviz_formats(tmp_path, suffix, magic):
         svg = out.read_text()
         assert "θ" in svg and "π" in svg and "j = 1..N (N = 3)" in svg
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary files left
+    assert out.stat().st_mode & 0o044  # readable by others, like any file the user writes
 
 
 @needs_dot
