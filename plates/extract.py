@@ -1,0 +1,359 @@
+"""Read a Pyro program's structure from one traced run, with provenance tracking.
+
+This is Pyro's ``get_model_relations`` idea (run the program once on `ProvenanceTensor` values and read
+which sites each log-density depends on) extended with what a textbook figure needs and Pyro drops:
+
+- hyperparameters: float keyword arguments (``alpha=1.0``) enter the run tagged ``h:alpha``, so a
+  distribution argument that depends on them names them; a constant that lost its tag (``float(alpha)``)
+  is matched back by value when that is unambiguous;
+- covariates: data keyword arguments enter tagged ``d:X``; one that feeds an ``obs=`` is that observed
+  site, any other is a covariate (an observed input such as a regression's ``X``);
+- per-argument provenance: every distribution constructor is wrapped for the duration of the run to keep
+  its arguments, so ``Beta(alpha, beta)`` is not blurred into one set by broadcasting;
+- network weights: ``pyro.module`` weights are used through the module's own tensors, not the values
+  Pyro's param statement returns, so a forward hook tags each registered module's output.
+
+The run uses a private parameter store scope, no gradients, a forked RNG and validation off, so drawing a
+model never changes the caller's state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.ops.provenance import ProvenanceTensor, detach_provenance, get_provenance, track_provenance
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
+
+HYPER = "h:"
+DATA = "d:"
+
+
+@dataclass
+class Arg:
+    """One constructor argument of a site's distribution: its provenance or its constant value."""
+
+    name: str
+    sources: frozenset  # raw provenance tags
+    constant: Any = None  # a float or a tensor when sources is empty
+
+
+@dataclass
+class Site:
+    name: str
+    kind: str  # latent, observed, deterministic
+    dist: str | None
+    args: list[Arg]
+    sources: frozenset  # raw provenance of the log-density (or of the value, for deterministic sites)
+    plates: tuple[str, ...]
+    discrete: bool = False
+    enumerated: bool = False
+
+
+@dataclass
+class Extraction:
+    sites: dict[str, Site] = field(default_factory=dict)
+    plates: dict[str, dict] = field(default_factory=dict)  # name -> {"size": n, "dim": d}
+    params: list[str] = field(default_factory=list)  # param site names, in order
+    aliases: dict[str, str] = field(default_factory=dict)  # data key -> observed site
+    hyper_values: dict[str, Any] = field(default_factory=dict)  # hyperparameter key -> value
+    data_values: dict[str, Any] = field(default_factory=dict)  # data key -> tensor
+    control: frozenset = frozenset()  # tags that reached a site's scale or mask
+
+
+def param_group(name: str) -> str:
+    """The node a param site belongs to: ``decoder$$$fc.weight`` and ``decoder.fc.weight`` -> ``decoder``."""
+    if "$$$" in name:
+        return name.split("$$$")[0]
+    return name.split(".")[0]
+
+
+def _base(fn: Any) -> Any:
+    while hasattr(fn, "base_dist") and type(fn).__name__ in (
+        "Independent", "ExpandedDistribution", "MaskedDistribution", "FoldedDistribution",
+    ):
+        fn = fn.base_dist
+    return fn
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    out, todo = [], [cls]
+    while todo:
+        c = todo.pop()
+        for s in c.__subclasses__():
+            if s not in out:
+                out.append(s)
+                todo.append(s)
+    return out
+
+
+_SKIP_ARGS = {"self", "validate_args"}
+
+
+@contextlib.contextmanager
+def _record_constructor_args():
+    """Wrap every distribution ``__init__`` so each instance keeps ``_plates_args`` (name, value) pairs."""
+    patched = []
+    classes = [torch.distributions.Distribution] + _all_subclasses(torch.distributions.Distribution)
+    for cls in classes:  # an expanded copy (plates broadcast every site) keeps the original's arguments
+        expand = cls.__dict__.get("expand")
+        if expand is None or not callable(expand):
+            continue
+
+        def expand_wrapper(self, *args, __expand=expand, **kwargs):
+            new = __expand(self, *args, **kwargs)
+            if "_plates_args" in self.__dict__ and new is not self:  # (expand re-runs a base __init__)
+                try:
+                    new.__dict__["_plates_args"] = self.__dict__["_plates_args"]
+                except AttributeError:
+                    pass
+            return new
+
+        functools.update_wrapper(expand_wrapper, expand)
+        cls.expand = expand_wrapper
+        patched.append((cls, "expand", expand))
+    for cls in classes:
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            sig = inspect.signature(init)
+        except (TypeError, ValueError):
+            continue
+
+        def wrapper(self, *args, __init=init, __sig=sig, **kwargs):
+            if "_plates_args" not in self.__dict__:
+                try:
+                    bound = __sig.bind(self, *args, **kwargs)
+                    pairs = [
+                        (k, v) for k, v in bound.arguments.items()
+                        if k not in _SKIP_ARGS and v is not None
+                        and __sig.parameters[k].kind not in (inspect.Parameter.VAR_POSITIONAL,
+                                                             inspect.Parameter.VAR_KEYWORD)
+                    ]
+                except TypeError:
+                    pairs = []
+                self.__dict__["_plates_args"] = pairs
+            __init(self, *args, **kwargs)
+
+        functools.update_wrapper(wrapper, init)
+        cls.__init__ = wrapper
+        patched.append((cls, "__init__", init))
+    try:
+        yield
+    finally:
+        for cls, attr, original in reversed(patched):
+            setattr(cls, attr, original)
+
+
+class _Provenance(Messenger):
+    """Tag each sample, deterministic and param value with its own name (direct dependencies only)."""
+
+    def __init__(self, extraction: Extraction):
+        super().__init__()
+        self.x = extraction
+        self.param_ids: dict[int, str] = {}
+        self.value_sources: dict[str, frozenset] = {}
+
+    def _pyro_sample(self, msg):
+        if msg["is_observed"] and not site_is_subsample(msg) and not msg["infer"].get("_deterministic"):
+            tags = get_provenance(msg["value"])
+            keys = [t[len(DATA):] for t in tags if isinstance(t, str) and t.startswith(DATA)]
+            if len(keys) == 1:
+                self.x.aliases.setdefault(keys[0], msg["name"])
+
+    def _pyro_post_sample(self, msg):
+        if site_is_subsample(msg):
+            return
+        # an option that scales or masks a site (a KL weight) is used, just not as a distribution argument
+        self.x.control |= get_provenance([msg.get("scale"), msg.get("mask")])
+        if msg["infer"].get("_deterministic"):
+            self.value_sources[msg["name"]] = get_provenance(msg["value"])
+        msg["value"] = ProvenanceTensor(detach_provenance(msg["value"]), frozenset({msg["name"]}))
+
+    def _pyro_param(self, msg):
+        if len(msg["args"]) > 1 and isinstance(msg["args"][1], torch.Tensor):
+            self.param_ids[id(detach_provenance(msg["args"][1]))] = msg["name"]
+
+    def _pyro_post_param(self, msg):
+        name = msg["name"]
+        if name not in self.x.params:
+            self.x.params.append(name)
+        self.param_ids[id(detach_provenance(msg["value"]))] = name
+        msg["value"] = ProvenanceTensor(detach_provenance(msg["value"]), frozenset({name}))
+
+
+def _module_hook(tracker: _Provenance):
+    def hook(module, inputs, output):
+        names = frozenset(tracker.param_ids[id(p)] for p in module.parameters() if id(p) in tracker.param_ids)
+        return track_provenance(output, names) if names else output
+
+    return hook
+
+
+def _tag(kwargs: dict, spec_fields: set[str] | None, hyper_tags: bool = True) -> tuple[dict, dict, dict]:
+    """Tag float keyword arguments as hyperparameters and array ones as data."""
+    tagged, hyper, data = {}, {}, {}
+    for key, value in kwargs.items():
+        is_field = spec_fields is not None and key in spec_fields
+        if isinstance(value, bool) or value is None or (not hyper_tags and not is_field and (
+                isinstance(value, float) or isinstance(value, torch.Tensor) and value.dim() == 0)):
+            tagged[key] = value
+        elif isinstance(value, float) and not is_field:
+            hyper[key] = value
+            tagged[key] = ProvenanceTensor(torch.tensor(value), frozenset({HYPER + key}))
+        elif isinstance(value, torch.Tensor) and not isinstance(value, ProvenanceTensor):
+            if value.dim() == 0 and value.is_floating_point() and not is_field:
+                hyper[key] = value
+                tagged[key] = ProvenanceTensor(value, frozenset({HYPER + key}))
+            elif is_field or spec_fields is None:
+                data[key] = value
+                tagged[key] = ProvenanceTensor(value, frozenset({DATA + key}))
+            else:  # a tensor-valued option: a fixed hyperparameter vector
+                hyper[key] = value
+                tagged[key] = ProvenanceTensor(value, frozenset({HYPER + key}))
+        else:
+            tagged[key] = value
+    return tagged, hyper, data
+
+
+# Functions whose result takes only the shape, dtype or device of their first argument, not its values:
+# ``x.new_zeros(d)`` or ``torch.zeros_like(x)`` must not make a prior depend on the data x.
+_SHAPE_ONLY = {
+    torch.Tensor.new_zeros, torch.Tensor.new_ones, torch.Tensor.new_empty, torch.Tensor.new_full,
+    torch.Tensor.new_tensor, torch.zeros_like, torch.ones_like, torch.empty_like, torch.full_like,
+    torch.rand_like, torch.randn_like, torch.randint_like,
+}
+
+
+def _torch_function(cls, func, types, args=(), kwargs=None):
+    """`ProvenanceTensor.__torch_function__`, except that shape-only functions ignore their template."""
+    kwargs = kwargs or {}
+    _args, _kwargs = detach_provenance([args, kwargs])
+    ret = func(*_args, **_kwargs)
+    if func in _SHAPE_ONLY:
+        return track_provenance(ret, get_provenance([args[1:], kwargs]))
+    return track_provenance(ret, get_provenance([args, kwargs]))
+
+
+@contextlib.contextmanager
+def _shape_only_functions():
+    original = ProvenanceTensor.__dict__["__torch_function__"]
+    ProvenanceTensor.__torch_function__ = classmethod(_torch_function)
+    try:
+        yield
+    finally:
+        ProvenanceTensor.__torch_function__ = original
+
+
+def _run(model: Callable, kwargs: dict, x: Extraction, seed: int):
+    tracker = _Provenance(x)
+    handle = torch.nn.modules.module.register_module_forward_hook(_module_hook(tracker))
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.random.fork_rng())
+            stack.enter_context(torch.no_grad())
+            stack.enter_context(pyro.validation_enabled(False))
+            stack.enter_context(pyro.get_param_store().scope())
+            stack.enter_context(_record_constructor_args())
+            stack.enter_context(_shape_only_functions())
+            torch.manual_seed(seed)
+            with tracker:
+                trace = poutine.trace(model).get_trace(**kwargs)
+    finally:
+        handle.remove()
+    return trace, tracker
+
+
+def _is_number_like(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or isinstance(value, torch.Tensor)
+
+
+def extract(model: Callable, kwargs: dict, spec_fields: set[str] | None = None, seed: int = 0) -> Extraction:
+    """Trace `model(**kwargs)` once and read sites, dependencies, plates, hyperparameters and covariates.
+
+    Raises whatever the model raises when it cannot run on `kwargs` (the caller turns it into one line).
+    """
+    # Tagged floats are 0-d tensors; a model that insists on Python floats is run again with only its
+    # data tagged, then untagged; hyperparameters are then matched by value.
+    attempts = [_tag(kwargs, spec_fields), _tag(kwargs, spec_fields, hyper_tags=False), (kwargs, {}, {})]
+    for number, (tagged, hyper, data) in enumerate(attempts):
+        x = Extraction()
+        try:
+            trace, tracker = _run(model, tagged, x, seed)
+            break
+        except Exception:
+            if number == len(attempts) - 1:
+                raise
+    x.hyper_values, x.data_values = dict(hyper), dict(data)
+
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or site_is_subsample(site):
+            continue
+        frames = [f for f in site["cond_indep_stack"] if f.vectorized]
+        for f in frames:
+            x.plates.setdefault(f.name, {"size": int(f.size), "dim": f.dim})
+        plates = tuple(f.name for f in frames)
+        fn = site["fn"]
+        if site["infer"].get("_deterministic"):
+            x.sites[name] = Site(name, "deterministic", None, [], tracker.value_sources.get(name, frozenset()) - {name},
+                                 plates)
+            continue
+        base = _base(fn)
+        try:
+            sources = get_provenance(fn.log_prob(site["value"])) - {name}
+        except Exception as exc:  # e.g. observed data whose shape does not fit the plate
+            raise ValueError(f"site {name!r} cannot score its value: {exc}") from exc
+        args = []
+        for arg_name, value in base.__dict__.get("_plates_args", []):
+            if not _is_number_like(value):
+                continue
+            prov = get_provenance(value)
+            args.append(Arg(arg_name, prov, None if prov else detach_provenance(value)))
+            sources |= prov
+        support = getattr(fn, "support", None)
+        discrete = bool(support is not None and support.is_discrete)
+        observed = bool(site["is_observed"])
+        enumerated = (not observed and discrete and getattr(fn, "has_enumerate_support", False)) or (
+            site["infer"].get("enumerate") in ("parallel", "sequential"))
+        x.sites[name] = Site(name, "observed" if observed else "latent", type(base).__name__, args,
+                             frozenset(sources), plates, discrete, bool(enumerated))
+    _match_lost_hyperparameters(x, kwargs, spec_fields)
+    return x
+
+
+def _match_lost_hyperparameters(x: Extraction, kwargs: dict, spec_fields: set[str] | None) -> None:
+    """A constant argument equal to exactly one float option is that option, when provenance lost it
+    (``torch.full((K,), gamma)`` and ``float(alpha)`` drop the tag). Options whose tag reached a site, or
+    a site's scale or mask, are accounted for and never matched."""
+    seen = {t for s in x.sites.values() for t in s.sources} | set(x.control)
+    candidates = {
+        k: float(v) for k, v in kwargs.items()
+        if isinstance(v, float) and not isinstance(v, bool) and HYPER + k not in seen
+        and not (spec_fields and k in spec_fields)
+    }
+    if not candidates:
+        return
+    for site in x.sites.values():
+        for arg in site.args:
+            if arg.sources or arg.constant is None:
+                continue
+            value = arg.constant
+            if isinstance(value, torch.Tensor):
+                if value.numel() == 0 or not bool((value == value.reshape(-1)[0]).all()):
+                    continue
+                value = float(value.reshape(-1)[0])
+            matches = [k for k, v in candidates.items() if math.isclose(v, float(value), rel_tol=1e-6)]
+            if len(matches) == 1:
+                arg.sources = frozenset({HYPER + matches[0]})
+                arg.constant = None
+                site.sources = site.sources | arg.sources
+                x.hyper_values.setdefault(matches[0], candidates[matches[0]])

@@ -1,0 +1,116 @@
+"""Symbols: site names and labels written as plain text, Unicode/HTML (for Graphviz) and LaTeX.
+
+A label is kept in one canonical spelling, the way a site is named in a Pyro program: Greek letters are
+spelled out (``theta``, ``sigma_y``, ``Sigma``), an underscore starts a subscript. A label map may also
+give a Unicode letter (``"μ"``) or a LaTeX command (``"\\mu"``); both are turned back into the spelling.
+
+    >>> plain("theta", ("k",)), latex("sigma_y", ("i",)), unicode("pi")
+    ('theta_k', '\\\\sigma_{y,i}', 'π')
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+GREEK = {
+    "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "zeta": "ζ", "eta": "η",
+    "theta": "θ", "iota": "ι", "kappa": "κ", "lambda": "λ", "mu": "μ", "nu": "ν", "xi": "ξ", "pi": "π",
+    "rho": "ρ", "sigma": "σ", "tau": "τ", "upsilon": "υ", "phi": "φ", "chi": "χ", "psi": "ψ", "omega": "ω",
+    "Gamma": "Γ", "Delta": "Δ", "Theta": "Θ", "Lambda": "Λ", "Xi": "Ξ", "Pi": "Π", "Sigma": "Σ",
+    "Upsilon": "Υ", "Phi": "Φ", "Psi": "Ψ", "Omega": "Ω",
+}
+_FROM_UNICODE = {v: k for k, v in GREEK.items()}
+_LATEX_ONLY = {"lambda": r"\lambda"}  # every Greek name is also its LaTeX command
+
+#: default index letter of a plate named by its size symbol; other plates use their name in lower case
+DEFAULT_INDEX = {"N": "i", "K": "k", "D": "d", "M": "m", "T": "t", "L": "l", "J": "j", "C": "c"}
+
+
+def index_letter(plate: str, overrides: dict | None = None) -> str:
+    """The index of plate `plate` (``N -> i``), with `overrides` (spec display or option) winning."""
+    if overrides and plate in overrides:
+        return str(overrides[plate])
+    return DEFAULT_INDEX.get(plate, plate.lower())
+
+
+def canonical(label: str) -> str:
+    """A label in its spelled-out form: ``"μ_k" -> "mu_k"``, ``"\\sigma" -> "sigma"``."""
+    label = str(label).strip().strip("$")
+    label = re.sub(r"\\([A-Za-z]+)", lambda m: m.group(1) if m.group(1) in GREEK else m.group(0), label)
+    label = label.replace("{", "").replace("}", "")
+    return "".join(_FROM_UNICODE.get(ch, ch) for ch in label)
+
+
+def _split(label: str) -> tuple[str, str]:
+    """``sigma_y`` -> (sigma, y) and ``x_0`` -> (x, 0); a multi-letter word keeps its underscore
+    (``prior_scale`` is one name, not prior with subscript scale)."""
+    base, _, sub = label.partition("_")
+    if sub and (base in GREEK or len(base) == 1):
+        return base, sub
+    return label, ""
+
+
+def plain(label: str, index: tuple[str, ...] = ()) -> str:
+    """ASCII form: ``theta_k``; several indices run together (``x_id``), after any subscript a comma."""
+    base, sub = _split(label)
+    subs = ([sub] if sub else []) + list(index)
+    if not subs:
+        return base
+    if len(subs) == 1:
+        return f"{base}_{subs[0]}"
+    if all(len(s) == 1 for s in subs):
+        return f"{base}_{''.join(subs)}"
+    return f"{base}_{{{','.join(subs)}}}"
+
+
+def _unicode_word(word: str) -> str:
+    return GREEK.get(word, word)
+
+
+def unicode(label: str, index: tuple[str, ...] = ()) -> str:
+    """Unicode text form: ``θ_k`` (used for plain-text DOT attributes such as tooltips)."""
+    base, sub = _split(label)
+    subs = ([_unicode_word(sub)] if sub else []) + list(index)
+    return _unicode_word(base) + ("_" + ",".join(subs) if subs else "")
+
+
+def html_label(label: str, index: tuple[str, ...] = ()) -> str:
+    """Graphviz HTML-label form: italic single letters and Greek, subscripts as <SUB>."""
+    base, sub = _split(label)
+
+    def word(w: str) -> str:
+        if w in GREEK:
+            return html.escape(GREEK[w])
+        if len(w) == 1 and w.isalpha():
+            return f"<I>{html.escape(w)}</I>"
+        return html.escape(w)
+
+    subs = ([word(sub)] if sub else []) + [word(i) for i in index]
+    text = word(base)
+    if subs:
+        text += "<SUB>" + ",".join(subs) + "</SUB>"
+    return text
+
+
+def _latex_word(word: str) -> str:
+    if word in GREEK:
+        return "\\" + word
+    if len(word) == 1 or word.isdigit():
+        return word
+    return r"\mathrm{" + word.replace("_", r"\_") + "}"
+
+
+def latex(label: str, index: tuple[str, ...] = ()) -> str:
+    """LaTeX math form: ``\\theta_{k}``, ``\\mathrm{flips}_{i}``."""
+    base, sub = _split(label)
+    subs = ([_latex_word(sub)] if sub else []) + [_latex_word(i) for i in index]
+    text = _latex_word(base)
+    if subs:
+        text += "_{" + ",".join(subs) + "}"
+    return text
+
+
+def number(value: float) -> str:
+    """A constant as a person writes it: ``1``, ``0.5``, ``1e-06``."""
+    return f"{float(value):g}"
