@@ -8,12 +8,12 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable
 
 import numpy as np
 import pyro
-import torch
+
+from ppl_models.data import plain_data
 
 from .errors import InputError
 from .mcmc import run_mcmc
@@ -67,25 +67,6 @@ def _check_options(method: str, options: dict) -> dict:
     return {**allowed, **options}
 
 
-def _plain_data(fn: Callable, data: dict) -> dict:
-    """Data for an unregistered callable: arrays become tensors, everything else passes as is."""
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        params = {}
-    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    out = {}
-    for key, value in data.items():
-        if params and key not in params and not takes_kwargs:
-            raise InputError(key, f"is not an argument of {getattr(fn, '__name__', 'the model')}")
-        if isinstance(value, (list, np.ndarray)):
-            array = np.asarray(value)
-            value = torch.as_tensor(array) if array.dtype.kind in "iub" else torch.as_tensor(
-                array, dtype=torch.get_default_dtype())
-        out[key] = value
-    return out
-
-
 def fit(model: Any, data: dict | None = None, method: str | None = None, seed: int = 0,
         progress: bool = True, **options: Any) -> Posterior:
     """Run one inference method on a model and return its `Posterior`.
@@ -123,7 +104,7 @@ def fit(model: Any, data: dict | None = None, method: str | None = None, seed: i
         if spec is None:
             raise InputError("data", "an unregistered model needs its data")
         data = spec.default_data(seed=0)
-    data = spec.validate(data) if spec is not None else _plain_data(fn, data)
+    data = spec.validate(data) if spec is not None else plain_data(fn, data)
     settings = _check_options(method, options)
     if method == "svi" and settings["guide"] is None:
         settings["guide"] = spec.guide if spec is not None and spec.guide is not None else "normal"

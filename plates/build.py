@@ -19,8 +19,9 @@ import inspect
 from typing import Any, Callable, Mapping
 
 import networkx as nx
-import numpy as np
 import torch
+
+from ppl_models.data import plain_data
 
 from .errors import PlateError
 from .extract import DATA, HYPER, Extraction, extract, param_group
@@ -44,30 +45,16 @@ def _resolve(model: Any) -> tuple[Any, Callable, str | None]:
 
 
 def _plain_kwargs(fn: Callable, data: Mapping[str, Any]) -> dict:
-    """Data for an unregistered callable: arrays become tensors; float defaults of the signature are added
-    so that a hyperparameter left at its default still shows up by name."""
-    if not isinstance(data, Mapping):
-        raise PlateError("data", f"must be a mapping of argument names to values, got {type(data).__name__}")
-    out: dict[str, Any] = {}
+    """Data for an unregistered callable (`ppl_models.data.plain_data`), with the float defaults of its
+    signature added so that a hyperparameter left at its default still shows up by name."""
+    out = plain_data(fn, data)
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         params = {}
     for name, p in params.items():
-        if isinstance(p.default, float) and not isinstance(p.default, bool) and name not in data:
+        if isinstance(p.default, float) and not isinstance(p.default, bool) and name not in out:
             out[name] = p.default
-    for key, value in data.items():
-        if isinstance(value, (np.ndarray, list)) and not isinstance(value, str):
-            try:
-                array = np.asarray(value)
-            except Exception:
-                out[key] = value
-                continue
-            if array.dtype.kind in "biu":
-                value = torch.as_tensor(array)
-            elif array.dtype.kind == "f":
-                value = torch.as_tensor(array).to(torch.get_default_dtype())
-        out[key] = value
     return out
 
 

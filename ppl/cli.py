@@ -117,7 +117,7 @@ def write_run(spec, data: dict, method: str, seed: int, options: dict, out: Path
         post = fit(spec, data=data, method=method, seed=seed, progress=progress, **options)
         idata = post.to_arviz()
         idata.to_netcdf(str(tmp / "posterior.nc"))
-        summary = post.summary()
+        summary = post.summary(round_to="none")  # full precision in files; the printed table rounds
         summary.to_csv(tmp / "summary.csv")
         notes = _draw(spec, data, tmp / "model.svg")
         files = sorted(p.name for p in tmp.iterdir())
@@ -177,31 +177,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_query(text: str) -> tuple[list[str], list[str], list[str]]:
-    if "_|_" not in text:
-        raise UsageError(f'--query {text!r}: expected "xs _|_ ys | given", e.g. "x _|_ theta | z"')
-    left, right = text.split("_|_", 1)
-    right, _, given = right.partition("|")
-    split = lambda s: [v.strip() for v in s.replace(",", " ").split() if v.strip()]  # noqa: E731
-    xs, ys, zs = split(left), split(right), split(given)
-    if not xs or not ys:
-        raise UsageError(f"--query {text!r}: both sides of _|_ need at least one variable")
-    return xs, ys, zs
-
-
 def cmd_render(args: argparse.Namespace) -> int:
     import plates
 
     spec = _spec(args.name)
-    query = _parse_query(args.query) if args.query else None
     out = Path(args.out)
     graph = plates.graph(spec, spec.default_data(seed=0))
-    if query is not None:
-        xs, ys, zs = query
-        known = set(graph.networkx.nodes)
-        for var in xs + ys + zs:
-            if var not in known:
-                raise UsageError(f"--query: unknown variable {var!r}; the graph has {', '.join(sorted(known))}")
+    if args.query:
+        xs, ys, zs = plates.parse_query(args.query)
         answer = graph.d_separated(xs, ys, zs)
         given = f" | {', '.join(zs)}" if zs else ""
         print(f"{', '.join(xs)} _|_ {', '.join(ys)}{given}: {'true' if answer else 'false'} "
@@ -242,11 +225,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # one line, never a traceback (unless PPL_DEBUG is set)
         from inference import InputError
+        from plates import PlateError
         from ppl_models import DataError
 
         if debug:
             raise
-        if isinstance(exc, (UsageError, DataError, InputError)):
+        if isinstance(exc, (UsageError, DataError, InputError, PlateError)):
             print(f"ppl: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

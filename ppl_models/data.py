@@ -231,3 +231,30 @@ def validate(fields: Sequence[Field], options: Mapping[str, Option], data: Mappi
     for name, option in options.items():
         out[name] = option.convert(name, data[name]) if name in data else option.default
     return out
+
+
+def plain_data(fn: Callable, data: Mapping[str, Any]) -> dict:
+    """Keyword arguments for an unregistered model callable, which has no declared fields.
+
+    Lists and arrays become float tensors (observations of Bernoulli, Normal, Poisson... are floats, and
+    Categorical casts for itself); tensors and everything else pass as they are, so an index array meant
+    for indexing is passed as a long tensor. A key the callable does not take is an error.
+    """
+    import inspect
+
+    if not isinstance(data, Mapping):
+        raise DataError("data", f"must be a mapping of argument names to values, got {type(data).__name__}")
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes_any = not params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if not takes_any and key not in params:
+            raise DataError(str(key), f"is not an argument of {getattr(fn, '__name__', 'the model')}")
+        if isinstance(value, (list, tuple, np.ndarray)):
+            array = _as_array(Field(str(key), "real"), value)
+            value = torch.as_tensor(array.astype(np.float64)).to(torch.get_default_dtype())
+        out[key] = value
+    return out

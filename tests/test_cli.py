@@ -131,7 +131,7 @@ def test_render_and_query(tmp_path, capsys):
     assert code == 0, err
     assert "true" in out and target.read_text().lstrip().startswith(("digraph", "strict digraph"))
     code, _, err = run(["render", "coin", "--out", str(target), "--query", "flips _|_ nothing"], capsys)
-    assert code == 2 and "unknown variable 'nothing'" in err
+    assert code == 2 and "nothing: is not a node of the graph" in err
 
 
 def test_console_entry_point_exit_status():
