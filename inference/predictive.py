@@ -258,12 +258,38 @@ def sample_discrete(model: Callable, data: dict, structure: ModelStructure, samp
     else:
         flat = {}
     num = chain_draw[0] * chain_draw[1]
+    if not conditioning:
+        return _to_numpy(list(_sample_discrete_only(model, data, structure, num, temperature)), chain_draw)
     ev = _Evaluator(model, data, structure)
     wrap = lambda f: infer_discrete(enumerable(f), first_available_dim=-(nesting + 2), temperature=temperature)  # noqa: E731
     chunks = []
     for chunk, traces, vec in ev.traces(flat, num, wrap):
         chunks.append(ev.collect(traces, vec, chunk.stop - chunk.start, structure.enumerated, _value))
     return _to_numpy(chunks, chain_draw)
+
+
+def _sample_discrete_only(model: Callable, data: dict, structure: ModelStructure, num: int,
+                          temperature: int) -> Iterable[dict[str, torch.Tensor]]:
+    """Independent exact-posterior draws of a model whose latent sites are all enumerated.
+
+    The ``_draws`` plate goes *inside* the enumeration handlers: an outer plate would not broadcast the
+    enumerated sites (enumeration marks them done first), so every draw would share one sample.
+    """
+    nesting = structure.max_plate_nesting
+    proto = structure.trace.nodes
+    for chunk in _chunks(num, _per_draw_elements(structure)):
+        n = chunk.stop - chunk.start
+
+        def batched(**kwargs):
+            with pyro.plate("_draws", n, dim=-(nesting + 1)):
+                return model(**kwargs)
+
+        sampler = infer_discrete(enumerable(poutine.condition(batched, structure.full_plates)),
+                                 first_available_dim=-(nesting + 2), temperature=temperature)
+        with torch.no_grad():
+            trace = poutine.trace(sampler).get_trace(**data)
+        yield {k: _lower(trace.nodes[k]["value"], n, tuple(proto[k]["value"].shape), nesting, _batch_ndim(proto[k]))
+               for k in structure.enumerated}
 
 
 def observed_data(structure: ModelStructure) -> dict[str, np.ndarray]:
