@@ -43,7 +43,7 @@ from ..registry import ModelSpec, register
 from .bif import parse_bif, read_bif, to_bif
 from .network import BayesNet
 from .queries import METHODS as QUERY_METHODS
-from .queries import Marginals
+from .queries import Marginals, check_enumerable
 
 NETWORK_DIR = Path(__file__).parent / "networks"
 BUILTIN = ("disease_test", "sprinkler", "student", "asia", "alarm")
@@ -164,7 +164,7 @@ def default_data(seed: int = 0) -> dict:
 def _evidence_check(net: BayesNet):
     def check(evidence: Any) -> str | None:
         try:
-            net.check_evidence(evidence)
+            check_enumerable(net, net.check_evidence(evidence), reserved=1)
         except DataError as exc:
             return exc.problem
         return None
@@ -180,6 +180,7 @@ class BayesNetSpec(ModelSpec):
         out = super().validate(data)
         net = load(out["network"])
         out["evidence"] = net.check_evidence(out.get("evidence"))
+        check_enumerable(net, out["evidence"], reserved=1)  # the engines' plate of draws takes one dimension
         return out
 
 

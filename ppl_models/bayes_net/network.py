@@ -83,6 +83,8 @@ class BayesNet:
             if var not in self.states:
                 raise DataError(var, "has a CPT but is not a declared variable")
         self.cpts: dict[str, torch.Tensor] = {var: self._check_cpt(var, cpts.get(var)) for var in self.states}
+        # the program takes log-probabilities: `probs=` would clamp structural zeros to machine epsilon
+        self.log_cpts: dict[str, torch.Tensor] = {var: cpt.log() for var, cpt in self.cpts.items()}
         self.index: dict[str, dict[str, int]] = {v: {s: i for i, s in enumerate(ss)} for v, ss in self.states.items()}
 
     # ---- construction checks -----------------------------------------------------------------------
@@ -142,7 +144,8 @@ class BayesNet:
             raise DataError(field, f"must map variable names to states, got {type(evidence).__name__}")
         out = {}
         for var, state in evidence.items():
-            out[self._check_variable(var, field)] = self._check_state(var, state, field)
+            self._check_variable(var, field)
+            out[var] = self._check_state(var, state, field)
         return out
 
     def _check_variable(self, var: Any, field: str = "evidence") -> str:
@@ -173,10 +176,11 @@ class BayesNet:
         observed = self._observed(self.check_evidence(evidence))
         values: dict[str, torch.Tensor] = {}
         for var in self.order:
-            cpt = self.cpts[var]
+            log_cpt = self.log_cpts[var]
             parent_values = tuple(values[p] for p in self.parents[var])
-            probs = Vindex(cpt)[parent_values + (slice(None),)] if parent_values else cpt
-            values[var] = pyro.sample(var, dist.Categorical(probs=probs), obs=observed.get(var))
+            row = Vindex(log_cpt)[parent_values + (slice(None),)] if parent_values else log_cpt
+            # logits may be -inf (a zero in the CPT), which the default argument check rejects
+            values[var] = pyro.sample(var, dist.Categorical(logits=row, validate_args=False), obs=observed.get(var))
         return values
 
     # ---- queries (see queries.py) ---------------------------------------------------------------

@@ -35,6 +35,17 @@ if TYPE_CHECKING:
     from .network import BayesNet
 
 METHODS = ("exact", "importance", "ancestral")
+MAX_ENUMERATED = 64  # each enumerated node takes one tensor dimension, and torch allows 64
+
+
+def check_enumerable(net: "BayesNet", evidence: Mapping[str, str], reserved: int = 0) -> None:
+    """`DataError` when the unobserved nodes are too many to enumerate, one tensor dimension each
+    (`reserved` dimensions are taken by plates, like the engines' plate of draws)."""
+    hidden = len(net.order) - len(evidence)
+    if hidden > MAX_ENUMERATED - reserved:
+        raise DataError("evidence", f"network {net.name!r} has {hidden} unobserved nodes; exact enumeration "
+                        f"handles at most {MAX_ENUMERATED - reserved} (one tensor dimension each, torch allows "
+                        f"{MAX_ENUMERATED}); observe more nodes or use method='importance'")
 
 
 class Marginals(dict):
@@ -58,6 +69,7 @@ class Marginals(dict):
 
 # ---- exact: enumeration + contraction ------------------------------------------------------------------
 def _enumerated_trace(net: "BayesNet", evidence: Mapping[str, str]):
+    check_enumerable(net, evidence)
     model = poutine.enum(config_enumerate(net.model, default="parallel"), first_available_dim=-1)
     with torch.no_grad():
         trace = poutine.trace(model).get_trace(evidence)
@@ -118,6 +130,7 @@ def mpe(net: "BayesNet", evidence: Mapping[str, Any] | None) -> dict[str, str]:
     evidence = net.check_evidence(evidence)
     if evidence and not np.isfinite(log_evidence(net, evidence)):
         raise DataError("evidence", f"{_describe(evidence)} has probability zero under network {net.name!r}")
+    check_enumerable(net, evidence)
     model = infer_discrete(config_enumerate(net.model, default="parallel"), first_available_dim=-1, temperature=0)
     with torch.no_grad():
         trace = poutine.trace(model).get_trace(evidence)
