@@ -201,7 +201,7 @@ def test_mpe_on_alarm_attains_the_max_product_value_and_no_single_change_improve
                    for v in net.order)
 
     x = {v: net.index[v][s] for v, s in {**found, **evidence}.items()}
-    factors, _ = _enumerated_trace(net, net.check_evidence(evidence))
+    factors = list(_enumerated_trace(net, net.check_evidence(evidence))[0].values())
     best = contract(",".join(f._pyro_dims for f in factors) + "->", *factors, backend="pyro.ops.einsum.torch_map")
     assert log_joint(x) == pytest.approx(float(best), abs=1e-9)
     for v in found:

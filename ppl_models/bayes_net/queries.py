@@ -75,7 +75,7 @@ def _enumerated_trace(net: "BayesNet", evidence: Mapping[str, str]):
         trace = poutine.trace(model).get_trace(evidence)
     trace.compute_log_prob()
     trace.pack_tensors()
-    factors = [site["packed"]["log_prob"] for site in trace.nodes.values() if site["type"] == "sample"]
+    factors = {name: site["packed"]["log_prob"] for name, site in trace.nodes.items() if site["type"] == "sample"}
     symbols = {name: site["infer"]["_enumerate_symbol"] for name, site in trace.nodes.items()
                if site["type"] == "sample" and not site["is_observed"]}
     return factors, symbols
@@ -89,9 +89,29 @@ def _contract(factors: list[torch.Tensor], extra: list[tuple[torch.Tensor, str]]
     return expr(*operands, backend="pyro.ops.einsum.torch_log" if log_space else "torch")
 
 
+def _ancestral_set(net: "BayesNet", nodes) -> set[str]:
+    """`nodes` and all their ancestors."""
+    out: set[str] = set()
+    stack = list(nodes)
+    while stack:
+        v = stack.pop()
+        if v not in out:
+            out.add(v)
+            stack.extend(net.parents[v])
+    return out
+
+
 def _exact(net: "BayesNet", variables: Sequence[str], evidence: Mapping[str, str]) -> tuple[dict, float]:
-    """Posterior marginals of `variables` (not in evidence) and log P(evidence)."""
+    """Posterior marginals of `variables` (not in evidence) and log P(evidence).
+
+    Only the factors of the query and evidence nodes and their ancestors enter the contraction: every
+    other node is barren (it and its descendants are unobserved and unqueried), so its factor sums to 1.
+    """
     factors, symbols = _enumerated_trace(net, evidence)
+    relevant = _ancestral_set(net, list(variables) + list(evidence))
+    factors = [f for v, f in factors.items() if v in relevant]
+    if not factors:
+        return {}, 0.0
     for log_space in (False, True):
         # ones (zeros in log space) attached to each query variable: their gradients are the marginals
         handles = {v: torch.full((net.cardinality(v),), 0.0 if log_space else 1.0, dtype=factors[0].dtype,
