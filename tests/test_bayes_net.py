@@ -513,3 +513,33 @@ def test_too_many_unobserved_nodes_for_enumeration_is_a_clear_error():
     observed = {f"x{i}": "yes" for i in (0, 2, 10, 20, 30, 40, 50, 60)}  # 62 unobserved
     exact = chain.query(["x1"], observed)
     assert abs(exact["x1"]["yes"] - 0.9 * 0.9 / (0.9 * 0.9 + 0.1 * 0.2)) < TOL  # x0 and x2 observed 'yes'
+
+
+# ---- pointwise log-likelihood by contraction (inference/predictive.py) ------------------------------
+def test_log_likelihood_by_contraction_equals_the_dense_sum(monkeypatch):
+    import inference.predictive as pred
+    from inference import fit
+
+    post = fit("bayes_net", data={"evidence": {"xray": "yes", "dysp": "yes"}, "network": "asia"}, method="nuts",
+               num_chains=2, num_samples=10, progress=False)
+    dense, note = pred.log_likelihood(post.model, post.data, post.structure, post.samples)
+    assert note is None
+    monkeypatch.setattr(pred, "_DENSE_LIMIT", 0)  # force the contraction path
+    contracted, note = pred.log_likelihood(post.model, post.data, post.structure, post.samples)
+    assert note is None and set(contracted) == {"xray", "dysp"}
+    for k in dense:
+        assert contracted[k].shape == (2, 10)
+        assert np.allclose(contracted[k], dense[k], atol=1e-12)
+    net = load("asia")  # xray has no observed ancestor: its term is log P(xray = yes)
+    assert np.allclose(dense["xray"], net.evidence_probability({"xray": "yes"}, log=True), atol=TOL)
+
+
+def test_alarm_fit_has_a_log_likelihood():
+    from inference import fit
+
+    evidence = {"HRBP": "HIGH", "BP": "LOW"}
+    post = fit("bayes_net", data={"evidence": evidence, "network": "alarm"}, method="nuts", num_chains=2,
+               num_samples=20, progress=False)
+    ll = post.to_arviz(prior=False, predictive=False).log_likelihood
+    assert set(ll.data_vars) == {"HRBP", "BP"} and ll["HRBP"].shape == (2, 20)
+    assert np.allclose(ll["HRBP"].values, load("alarm").evidence_probability({"HRBP": "HIGH"}, log=True), atol=TOL)
