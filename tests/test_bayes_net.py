@@ -443,7 +443,8 @@ def test_cpt_row_not_summing_to_one():
 
 
 def test_cycle():
-    with pytest.raises(DataError, match="network: the graph has a cycle: (a -> b -> c -> a|b -> c -> a -> b|c -> a -> b -> c)"):
+    cycles = "a -> b -> c -> a|b -> c -> a -> b|c -> a -> b -> c"
+    with pytest.raises(DataError, match=f"network: the graph has a cycle: ({cycles})"):
         BayesNet({"a": YN, "b": YN, "c": YN, "d": YN}, {"a": ["c"], "b": ["a"], "c": ["b"], "d": ["a"]},
                  {"a": [[1, 0], [0, 1]], "b": [[1, 0], [0, 1]], "c": [[1, 0], [0, 1]], "d": [[1, 0], [0, 1]]})
     with pytest.raises(DataError, match="own parent"):
