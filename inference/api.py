@@ -128,6 +128,12 @@ def fit(model: Any, data: dict | None = None, method: str | None = None, seed: i
         else:
             samples = {}
             notes.append("no continuous latent sites: draws come from the exact posterior by enumeration")
+    elif structure.enumerated and not structure.continuous and not structure.non_enumerable:
+        # every latent site is summed out exactly: there is nothing for a guide or an optimiser to fit
+        samples = {}
+        notes.append("no continuous latent sites: nothing to optimise; " + (
+            "draws come from the exact posterior by enumeration" if method == "svi" else
+            "the estimate is the jointly most probable assignment of the discrete sites"))
     elif method == "svi":
         samples, loss, notes, guide = run_svi(fn, data, structure, progress=progress, seed=seed, **settings)
     else:

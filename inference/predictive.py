@@ -17,11 +17,14 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.infer import infer_discrete
+from pyro.ops import packed
+from pyro.ops.einsum import contract
 from pyro.poutine.util import site_is_subsample
 
 from .structure import ModelStructure, enumerable
 
 _CHUNK_ELEMENTS = 4_000_000
+_DENSE_LIMIT = 5e7  # above this many elements the enumerated sites are summed out by contraction
 
 
 def _batch_ndim(site: dict) -> int:
@@ -220,14 +223,19 @@ def log_likelihood(model: Callable, data: dict, structure: ModelStructure,
         return _to_numpy(chunks, chain_draw), None
     # enumerated discrete latents: sum them out, per data point
     sizes = [structure.trace.nodes[k]["fn"].enumerate_support(expand=False).shape[0] for k in structure.enumerated]
-    if math.prod(sizes) * max(1, _per_draw_elements(structure)) > 5e7:
-        return {}, "log-likelihood skipped: too many enumerated discrete sites to sum out pointwise"
+    dense = math.prod(sizes) * max(1, _per_draw_elements(structure)) <= _DENSE_LIMIT
     nesting = structure.max_plate_nesting
     wrap = lambda f: poutine.enum(enumerable(f), first_available_dim=-(nesting + 2))  # noqa: E731
     for chunk, traces, vec in ev.traces(flat, num, wrap, enumerated=True):
         n = chunk.stop - chunk.start
         per_trace = []
         for trace in traces:
+            if not dense:
+                out = _contracted_log_lik(trace, structure.enumerated, obs)
+                if out is None:
+                    return {}, "log-likelihood skipped: too many enumerated discrete sites to sum out pointwise"
+                per_trace.append(out)
+                continue
             enum_terms = [trace.nodes[k]["fn"].log_prob(trace.nodes[k]["value"]) for k in structure.enumerated]
             out = {}
             for name in obs:
@@ -249,6 +257,32 @@ def log_likelihood(model: Callable, data: dict, structure: ModelStructure,
                 chunk_out[name] = torch.stack([_squeeze_to(t[name], shape) for t in per_trace])
         chunks.append(chunk_out)
     return _to_numpy(chunks, chain_draw), None
+
+
+def _contracted_log_lik(trace, enumerated: list[str], observed: list[str]) -> dict[str, torch.Tensor] | None:
+    """The dense sum above, log sum_z p(obs | ...) prod_k p(z_k | ...), by tensor contraction instead.
+
+    Each site's log-density is packed to its own dimensions and the enumerated ones are summed out with
+    `pyro.ops.einsum` (variable elimination), so many enumerated sites (a Bayesian network) never build
+    the product of all their supports. Plate dimensions of the observed site stay; `None` when an
+    enumerated site lives in a plate the observed site is not in (left to the dense path's caller).
+    """
+    trace.compute_log_prob()
+    trace.pack_tensors()
+    plate_symbols = set(trace.plate_to_symbol.values())
+    terms = [trace.nodes[k]["packed"]["log_prob"] for k in enumerated]
+    out = {}
+    for name in observed:
+        site_term = trace.nodes[name]["packed"]["log_prob"]
+        target = "".join(d for d in site_term._pyro_dims if d in plate_symbols)
+        operands = terms + [site_term]
+        if any(d in plate_symbols and d not in target for op in operands for d in op._pyro_dims):
+            return None
+        result = contract(",".join(op._pyro_dims for op in operands) + "->" + target, *operands,
+                          backend="pyro.ops.einsum.torch_log")
+        result._pyro_dims = target
+        out[name] = packed.unpack(result, trace.symbol_to_dim)
+    return out
 
 
 def _squeeze_to(value: torch.Tensor, shape: tuple) -> torch.Tensor:

@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--warmup", type=int)
     f.add_argument("--steps", type=int)
     f.add_argument("--evidence", nargs="+", metavar="VAR=STATE", help="evidence for a Bayesian network")
+    f.add_argument("--network", help="which Bayesian network: a built-in name (see docs/bayes_net.md) or a .bif file")
     f.add_argument("--quiet", action="store_true", help="no progress bars; print only the problems found")
     f.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
@@ -95,16 +96,17 @@ def _fit_options(args: argparse.Namespace, method: str) -> dict[str, Any]:
 
 def _load_data(spec, args: argparse.Namespace) -> dict[str, Any]:
     data = read_data(args.data) if args.data else spec.default_data(seed=0)
+    takes_evidence = "evidence" in {f.name for f in spec.fields}
+    if (args.evidence or args.network) and not takes_evidence:
+        flag = "--evidence" if args.evidence else "--network"
+        raise UsageError(f"{flag} applies to Bayesian networks; model {spec.name!r} takes no evidence")
+    if args.network:
+        data = {**data, "network": args.network, "evidence": {}}
     if args.evidence:
-        if "evidence" not in {f.name for f in spec.fields}:
-            raise UsageError(f"--evidence applies to Bayesian networks; model {spec.name!r} takes no evidence")
-        evidence = {}
-        for item in args.evidence:
-            var, sep, state = item.partition("=")
-            if not sep or not var or not state:
-                raise UsageError(f"--evidence {item!r}: expected VAR=STATE")
-            evidence[var.strip()] = state.strip()
-        data = {**data, "evidence": evidence}
+        from ppl_models.bayes_net import parse_evidence
+
+        network = data.get("network", spec.options["network"].default)
+        data = {**data, "evidence": parse_evidence(args.evidence, network)}
     spec.validate(data)  # fail before anything is created
     return data
 

@@ -139,3 +139,32 @@ def test_console_entry_point_exit_status():
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown model 'nope'" in bad.stderr
     ok = subprocess.run([sys.executable, "-m", "ppl", "list"], capture_output=True, text=True)
     assert ok.returncode == 0 and "coin" in ok.stdout
+
+
+def test_evidence_on_a_network(tmp_path, capsys):
+    from ppl_models.bayes_net import load
+
+    out_dir = tmp_path / "bn"
+    code, out, err = run(["fit", "bayes_net", "--network", "sprinkler", "--evidence", "wet_grass=yes",
+                          "--out", str(out_dir), "--json"], capsys)
+    assert code == 0, err
+    idata = az.from_netcdf(out_dir / "posterior.nc")
+    exact = load("sprinkler").query(["rain"], evidence={"wet_grass": "yes"})["rain"]
+    states = load("sprinkler").states["rain"]
+    draws = idata.posterior["rain"].values.ravel()
+    frequency = np.mean(draws == states.index("yes"))
+    se = np.sqrt(exact["yes"] * (1 - exact["yes"]) / draws.size)
+    assert abs(frequency - exact["yes"]) < 4 * se
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--evidence", "rain=maybe"], "'rain' has no state 'maybe'"),
+    (["--evidence", "snow=yes"], "unknown variable 'snow'"),
+    (["--evidence", "rain"], "expected VARIABLE=STATE"),
+    (["--network", "nowhere"], "unknown network 'nowhere'"),
+])
+def test_bad_evidence_is_exit_2(tmp_path, capsys, argv, message):
+    code, _, err = run(["fit", "bayes_net", "--network", "sprinkler", *argv, "--out", str(tmp_path / "r")]
+                       if argv[0] != "--network" else ["fit", "bayes_net", *argv, "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
