@@ -21,7 +21,7 @@ from pyro.ops import packed
 from pyro.ops.einsum import contract
 from pyro.poutine.util import site_is_subsample
 
-from .structure import ModelStructure, enumerable
+from .structure import ModelStructure, at_full_size, enumerable
 
 _CHUNK_ELEMENTS = 4_000_000
 _DENSE_LIMIT = 5e7  # above this many elements the enumerated sites are summed out by contraction
@@ -104,7 +104,7 @@ class _Evaluator:
         else:
             values = {k: _lift(v, sites[k], self.nesting, layout == "padded") for k, v in draws.items()}
         values.update(self.structure.full_plates)
-        return poutine.condition(base, values)
+        return at_full_size(poutine.condition(base, values))
 
     def _fits(self, draws: dict[str, torch.Tensor], layout: str, n: int) -> bool:
         try:
