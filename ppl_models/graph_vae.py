@@ -394,7 +394,8 @@ def default_data(seed: int = 0) -> dict:
 
 # ---- reports --------------------------------------------------------------------------------------------
 def _options(data: Mapping[str, Any], **overrides: Any) -> dict:
-    opts = {k: v for k, v in data.items() if k in SPEC.options}
+    opts = {k: option.default for k, option in SPEC.options.items()}
+    opts.update({k: v for k, v in data.items() if k in SPEC.options})
     opts.update(overrides)
     return opts
 

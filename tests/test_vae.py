@@ -75,12 +75,15 @@ def test_bad_input_names_the_field(bad, field):
 
 
 def test_conv_needs_square_images_and_bad_hidden_is_reported():
-    with pytest.raises(InputError, match="net: 'conv' needs square images"):
+    with pytest.raises(DataError, match="net: 'conv' needs square images") as err:
         fit("vae", data={"x": np.zeros((4, 10)), "net": "conv"}, method="svi", num_steps=1, progress=False)
-    with pytest.raises(InputError, match="hidden: must be a positive whole number"):
+    assert err.value.field == "net"
+    with pytest.raises(DataError, match="hidden: must be a positive whole number") as err:
         fit("vae", data={"x": np.zeros((4, 64)), "hidden": [0]}, method="svi", num_steps=1, progress=False)
+    assert err.value.field == "hidden"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("net", ["mlp", "conv"])
 def test_minibatch_fit_converts_to_arviz(digits, net):
     x = digits[0][:60]
@@ -100,6 +103,7 @@ def test_same_seed_same_fit(digits):
     np.testing.assert_allclose(runs[0], runs[1], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_analytic_and_sampled_kl_give_the_same_elbo_in_expectation(digits):
     """The guide's analytic-KL factor has expectation zero: both estimators target the same ELBO."""
     x = torch.as_tensor(digits[1][:50])
