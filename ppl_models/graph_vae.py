@@ -627,5 +627,6 @@ SPEC = register(
             "max_nodes": Option(10, "node slots per graph when sampling without data", low=2),
             "num_types": Option(NUM_TYPES, "node types when sampling without data", low=1),
         },
+        display={"labels": {"graph_vae_encoder": "phi", "graph_vae_decoder": "theta"}},
     )
 )

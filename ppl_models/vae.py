@@ -354,6 +354,6 @@ SPEC = register(
             "N": Option(16, "number of data points to sample when x is None", low=1),
             "D": Option(64, "pixels per data point when x is None", low=1),
         },
-        display={"labels": {"z": "z", "x": "x"}},
+        display={"labels": {"vae_encoder": "phi", "vae_decoder": "theta"}},
     )
 )

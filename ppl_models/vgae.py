@@ -263,5 +263,6 @@ SPEC = register(
             "weighting": Option("balanced", "'balanced' (edges up-weighted as in the paper) or 'likelihood'",
                                 choices=WEIGHTINGS),
         },
+        display={"labels": {"vgae_encoder": "phi"}},
     )
 )
