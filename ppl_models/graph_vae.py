@@ -235,9 +235,9 @@ def match(decoder: nn.Module, type_logits: torch.Tensor, embedding: torch.Tensor
         pairs_in = present.unsqueeze(-1) * present.unsqueeze(-2)
         edge_w, non_w = adj * pairs_in, (1 - adj) * pairs_in * (1 - eye)
         q = s_node
-        for beta in (0.25, 0.5, 1.0, 2.0, 4.0, 8.0):
+        for beta in (0.5, 2.0, 8.0):
             log_x = beta * q
-            for _ in range(10):                                              # Sinkhorn: doubly stochastic
+            for _ in range(6):                                               # Sinkhorn: doubly stochastic
                 log_x = log_x - log_x.logsumexp(-1, keepdim=True)
                 log_x = log_x - log_x.logsumexp(-2, keepdim=True)
             x = log_x.exp()                                                  # x[j, b]: node j at slot b
