@@ -63,7 +63,6 @@ def test_edge_rate_and_block_model_are_the_maximum_likelihood_estimates():
             k, l = sorted((g.nodes[u]["type"], g.nodes[v]["type"]))
             p_kl[k, l] += 1
             e_kl[k, l] += g.has_edge(u, v)
-    rng = np.random.default_rng(0)
     samples = gv.sample_block_model(data, num=4000, seed=1)
     s_e, s_p = np.zeros((4, 4)), np.zeros((4, 4))
     for g in samples:
@@ -71,7 +70,6 @@ def test_edge_rate_and_block_model_are_the_maximum_likelihood_estimates():
             k, l = sorted((g.nodes[u]["type"], g.nodes[v]["type"]))
             s_p[k, l] += 1
             s_e[k, l] += g.has_edge(u, v)
-    del rng
     mask = (p_kl > 0) & (s_p > 200)
     truth = e_kl[mask] / p_kl[mask]
     rate = s_e[mask] / s_p[mask]
