@@ -153,4 +153,4 @@ def fit(model: Any, data: dict | None = None, method: str | None = None, seed: i
     samples = {k: samples[k] for k in structure.latent if k in samples}
     return Posterior(samples=samples, method=method, settings={"seed": seed, **settings}, sample_stats=sample_stats,
                      loss=loss, notes=notes, model=fn, data=data, structure=structure, model_name=name,
-                     guide=guide)
+                     guide=guide, param_state=pyro.get_param_store().get_state())

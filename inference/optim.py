@@ -29,7 +29,7 @@ from pyro.poutine.messenger import Messenger
 from tqdm.auto import tqdm
 
 from .errors import InputError
-from .structure import ModelStructure, enumerable
+from .structure import ModelStructure, enumerable, full_size_plates
 
 AUTOGUIDES = {"normal": AutoNormal, "mvn": AutoMultivariateNormal, "delta": AutoDelta}
 
@@ -112,7 +112,7 @@ def _lbfgs_loop(model, guide, data, structure, *, num_steps, tol, progress, desc
 def _guide_draws(guide: Callable, data: dict, structure: ModelStructure, num_samples: int,
                  sites: list[str]) -> dict[str, np.ndarray]:
     conditioned = poutine.condition(guide, structure.full_plates) if structure.full_plates else guide
-    with torch.no_grad():
+    with torch.no_grad(), full_size_plates():
         try:
             draws = Predictive(conditioned, num_samples=num_samples, return_sites=sites, parallel=True)(**data)
             ok = all(draws[s].shape[1:] == structure.trace.nodes[s]["value"].shape for s in sites)

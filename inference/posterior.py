@@ -7,6 +7,7 @@ draws from the guide, MAP/MLE one chain of one draw (the estimate). So `az.summa
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -14,6 +15,7 @@ from typing import Any, Callable
 import arviz as az
 import numpy as np
 import pandas as pd
+import pyro
 import xarray as xr
 
 from . import predictive as pred
@@ -21,6 +23,24 @@ from .structure import ModelStructure
 
 RHAT_LIMIT = 1.01
 ESS_PER_CHAIN = 100
+
+
+@contextlib.contextmanager
+def _param_store(state: dict | None):
+    """Evaluate with the learned parameters (network weights, pyro.param) a fit ended with, then put back
+    whatever the global param store held: a later fit must not change an earlier Posterior."""
+    if not state or not state.get("params"):
+        yield
+        return
+    store = pyro.get_param_store()
+    saved = store.get_state()
+    store.clear()
+    store.set_state(state)
+    try:
+        yield
+    finally:
+        store.clear()
+        store.set_state(saved)
 
 
 @dataclass
@@ -35,6 +55,8 @@ class Posterior:
             n_steps, tree_depth), each (chain, draw); empty for other methods.
         loss: the optimisation objective per step (negative ELBO or negative log density) for SVI/MAP/MLE.
         notes: what the engine did that a reader should know (integrated sites, guide, optimizer).
+        param_state: the param store at the end of the fit (learned point parameters such as network
+            weights); every later evaluation of the model uses it.
     """
 
     samples: dict[str, np.ndarray]
@@ -48,6 +70,7 @@ class Posterior:
     structure: ModelStructure | None = field(default=None, repr=False)
     model_name: str | None = None
     guide: Any = field(default=None, repr=False)
+    param_state: dict | None = field(default=None, repr=False)
     _idata: az.InferenceData | None = field(default=None, repr=False)
 
     # ---- shape -------------------------------------------------------------------------------------
@@ -80,19 +103,10 @@ class Posterior:
             groups["sample_stats"] = self.sample_stats
         notes = list(self.notes)
         if s is not None and self.model is not None and self.samples:
-            loglik, note = pred.log_likelihood(self.model, self.data, s, self.samples)
-            if note:
-                notes.append(note)
-            if loglik:
-                groups["log_likelihood"] = loglik
-            if predictive:
-                groups["posterior_predictive"] = pred.predictive(self.model, self.data, s, self.samples)
-            groups["observed_data"] = pred.observed_data(s)
-            if prior:
-                latent, prior_pred = pred.prior(self.model, self.data, s)
-                groups["prior"] = latent
-                groups["prior_predictive"] = prior_pred
+            with _param_store(self.param_state):
+                self._evaluate(groups, notes, prior, predictive)
         all_names = set().union(*(g.keys() for g in groups.values() if isinstance(g, dict)))
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             idata = az.from_dict(**groups, dims=self._dims(all_names),
@@ -106,6 +120,21 @@ class Posterior:
         if prior and predictive:
             self._idata = idata
         return idata
+
+    def _evaluate(self, groups: dict, notes: list[str], prior: bool, predictive: bool) -> None:
+        s = self.structure
+        loglik, note = pred.log_likelihood(self.model, self.data, s, self.samples)
+        if note:
+            notes.append(note)
+        if loglik:
+            groups["log_likelihood"] = loglik
+        if predictive:
+            groups["posterior_predictive"] = pred.predictive(self.model, self.data, s, self.samples)
+        groups["observed_data"] = pred.observed_data(s)
+        if prior:
+            latent, prior_pred = pred.prior(self.model, self.data, s)
+            groups["prior"] = latent
+            groups["prior_predictive"] = prior_pred
 
     # ---- prediction --------------------------------------------------------------------------------
     def predict(self, data: dict | None = None, sites: list[str] | None = None) -> dict[str, np.ndarray]:
@@ -127,7 +156,8 @@ class Posterior:
             new_data.update(data)
             structure = inspect_model(self.model, new_data)
         sites = list(self.structure.observed if sites is None else sites)
-        return pred.predictive(self.model, new_data, structure, self.samples, sites=sites)
+        with _param_store(self.param_state):
+            return pred.predictive(self.model, new_data, structure, self.samples, sites=sites)
 
     # ---- diagnostics -------------------------------------------------------------------------------
     def summary(self, var_names: list[str] | None = None, **kwargs) -> pd.DataFrame:

@@ -21,9 +21,10 @@ from pyro.ops import packed
 from pyro.ops.einsum import contract
 from pyro.poutine.util import site_is_subsample
 
-from .structure import ModelStructure, enumerable
+from .structure import ModelStructure, at_full_size, enumerable
 
 _CHUNK_ELEMENTS = 4_000_000
+_PRIOR_ELEMENTS = 5_000_000  # the prior group's budget of tensor elements
 _DENSE_LIMIT = 5e7  # above this many elements the enumerated sites are summed out by contraction
 
 
@@ -104,7 +105,7 @@ class _Evaluator:
         else:
             values = {k: _lift(v, sites[k], self.nesting, layout == "padded") for k, v in draws.items()}
         values.update(self.structure.full_plates)
-        return poutine.condition(base, values)
+        return at_full_size(poutine.condition(base, values))
 
     def _fits(self, draws: dict[str, torch.Tensor], layout: str, n: int) -> bool:
         try:
@@ -317,9 +318,15 @@ def predictive(model: Callable, data: dict, structure: ModelStructure, samples: 
     return _to_numpy(chunks, chain_draw)
 
 
-def prior(model: Callable, data: dict, structure: ModelStructure, num_samples: int = 500,
+def prior(model: Callable, data: dict, structure: ModelStructure, num_samples: int | None = None,
           ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Draws from the prior: (latent sites, observed sites as prior predictive), each (1, draw, ...)."""
+    """Draws from the prior: (latent sites, observed sites as prior predictive), each (1, draw, ...).
+
+    By default 500 draws, fewer for a model whose one draw is large (at least 50): the prior group is
+    there when cheap, not at any cost.
+    """
+    if num_samples is None:
+        num_samples = int(min(500, max(50, _PRIOR_ELEMENTS // max(1, _per_draw_elements(structure)))))
     ev = _Evaluator(poutine.uncondition(model), data, structure)
     names = structure.latent + structure.observed
     chunks = []

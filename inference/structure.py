@@ -12,16 +12,68 @@ The engines never know a concrete model; they ask this module what kind of sites
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pyro
 import torch
 from pyro import poutine
 from pyro.infer import config_enumerate
+from pyro.poutine.subsample_messenger import SubsampleMessenger
 from pyro.poutine.util import site_is_subsample
 
 from .errors import InputError
+
+# Evaluating a mini-batch model on the whole data set: Pyro's plate refuses a subsample (here the full index
+# set) whose length differs from its `subsample_size`, so while `full_size_plates()` is active every plate
+# is opened without its subsample_size: it then takes all indices (or the conditioned full index set) at
+# scale 1. Outside the context, plates behave exactly as in Pyro.
+_FULL_SIZE = [0]
+_pyro_subsample = SubsampleMessenger._subsample
+
+
+def _subsample(name, size=None, subsample_size=None, subsample=None, use_cuda=None, device=None):
+    if _FULL_SIZE[0] and size is not None:
+        subsample_size = None
+    return _pyro_subsample(name, size, subsample_size, subsample, use_cuda, device)
+
+
+SubsampleMessenger._subsample = staticmethod(_subsample)
+
+
+@contextlib.contextmanager
+def full_size_plates() -> Iterator[None]:
+    """Within this context every subsampled plate runs at its full size (all indices, no rescaling)."""
+    _FULL_SIZE[0] += 1
+    try:
+        yield
+    finally:
+        _FULL_SIZE[0] -= 1
+
+
+def _reported_input_error(exc: BaseException) -> BaseException | None:
+    """A `DataError`/`InputError` the model raised, found behind Pyro's re-raising of it (Pyro's trace
+    rebuilds a failing site's exception from its message, which these two-argument errors do not survive)."""
+    from ppl_models.data import DataError
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (DataError, InputError)):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def at_full_size(fn: Callable) -> Callable:
+    """`fn` with every subsampled plate run at its full size while it runs (see `full_size_plates`)."""
+
+    def full(*args, **kwargs):
+        with full_size_plates():
+            return fn(*args, **kwargs)
+
+    return full
 
 
 @dataclass
@@ -79,8 +131,12 @@ def inspect_model(model: Callable, data: dict) -> ModelStructure:
                 and (site["fn"].subsample_size or site["fn"].size) < site["fn"].size
             }
             if full_plates:
-                trace = poutine.trace(poutine.condition(enumerable(model), full_plates)).get_trace(**data)
+                with full_size_plates():
+                    trace = poutine.trace(poutine.condition(enumerable(model), full_plates)).get_trace(**data)
     except (ValueError, RuntimeError, TypeError, IndexError) as exc:
+        reported = _reported_input_error(exc)
+        if reported is not None:  # the model itself named the field and the problem
+            raise reported from None
         raise InputError("data", f"the model cannot run on this data: {exc}") from exc
     observed, enumerated, local, global_, determ, non_enum = [], [], [], [], [], []
     data_plates: set[str] = set()

@@ -201,3 +201,24 @@ def test_bad_options_name_the_field(kwargs, field):
 def test_unknown_model_lists_known_names():
     with pytest.raises(KeyError, match="coin"):
         fit("no_such_model")
+
+
+def scaled_regression(x=None, y=None):
+    """A learned point parameter w (pyro.param) beside a latent noise scale."""
+    w = pyro.param("w", torch.tensor(0.0))
+    s = pyro.sample("s", dist.LogNormal(0.0, 1.0))
+    with pyro.plate("N", len(y)):
+        pyro.sample("y", dist.Normal(w * x, s), obs=y)
+
+
+def test_a_later_fit_does_not_change_an_earlier_posterior():
+    x = torch.linspace(-1, 1, 20)
+    first = fit(scaled_regression, {"x": x, "y": 2 * x}, method="svi", num_steps=400, lr=0.05, progress=False)
+    w_first = first.param_state["params"]["w"].item()
+    fit(scaled_regression, {"x": x, "y": -2 * x}, method="svi", num_steps=400, lr=0.05, progress=False)
+    assert w_first > 1.0 and pyro.param("w").item() < -1.0  # the store now holds the second fit's w
+    loglik = first.to_arviz(prior=False).log_likelihood["y"].values[0, 0]
+    s = first.samples["s"][0, 0]
+    expected = stats.norm(w_first * x.numpy(), s).logpdf(2 * x.numpy())
+    np.testing.assert_allclose(loglik, expected, rtol=1e-4)
+    assert pyro.param("w").item() < -1.0  # and evaluation put the store back
