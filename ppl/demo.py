@@ -1,103 +1,168 @@
-"""`ppl demo`: fit every registered model on its embedded default data with its default engine.
+"""`ppl demo`: fit every registered model on its embedded default data with its default engine, and write
+one report.
 
-Each model gets a sub-directory like a `ppl fit` run (posterior.nc, summary.csv, model.svg), and the
-directory gets an `index.html` that shows them all. The whole directory is written atomically.
+    ppl demo --out demo-out      # then open demo-out/index.html
+
+Each model gets a sub-directory like a `ppl fit` run (posterior.nc, summary.csv, model.svg) plus the
+report's figures (trace.png or loss.png, factorization.svg), and ``index.html`` shows them all: the
+diagram, the factorization, the ArviZ summary, the figure and the oracle check (see `ppl.checks`).
+Budgets are small (`QUICK`, overridden by a model's ``ModelSpec.demo``) so that the whole demo takes a
+couple of minutes. A model that fails is reported on the page and the demo goes on; the exit status is 1
+when any fit failed or any oracle check failed. The directory is written atomically.
 """
 
 from __future__ import annotations
 
-import html
+import inspect
+import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
 from .io import atomic_directory
+from .report import ModelReport, describe_data, inline_svg, page
 
-QUICK = {"nuts": {"num_chains": 2, "num_samples": 400, "num_warmup": 400},
-         "hmc": {"num_chains": 2, "num_samples": 400, "num_warmup": 400},
-         "svi": {"num_steps": 1500}, "map": {}, "mle": {}}
-
-
-@dataclass
-class DemoResult:
-    name: str
-    method: str
-    seconds: float = 0.0
-    summary_html: str = ""
-    svg: str = ""
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    error: str | None = None
+QUICK: dict[str, dict[str, Any]] = {
+    "nuts": {"num_chains": 2, "num_samples": 500, "num_warmup": 300},
+    "hmc": {"num_chains": 2, "num_samples": 500, "num_warmup": 300},
+    "svi": {"num_steps": 1500, "num_samples": 1000},
+    "map": {},
+    "mle": {},
+}
 
 
-def _fit_one(name: str, out: Path, progress: bool) -> DemoResult:
+def demo_options(spec: Any, method: str) -> dict[str, Any]:
+    """The engine options of a quick run: the demo defaults, overridden by the model's own ``demo``."""
+    return {**QUICK.get(method, {}), **dict(spec.demo)}
+
+
+def _story(spec: Any) -> str:
+    """The model module's docstring (the generative story as the course writes it)."""
+    module = sys.modules.get(getattr(spec.model, "__module__", ""), None)
+    doc = inspect.getdoc(module) if module is not None else None
+    return doc or inspect.getdoc(spec.model) or ""
+
+
+def _factorization(spec: Any, data: dict, folder: Path, report: ModelReport) -> None:
+    """The factorization from `plates` (plain text, and typeset into folder/factorization.svg)."""
+    try:
+        import plates
+
+        graph = plates.graph(spec, data)
+    except Exception as exc:  # the diagram step reports its own failure; keep the section
+        report.factorization = ""
+        report.notes.append(f"factorization not available: {type(exc).__name__}: {exc}")
+        return
+    factorize = getattr(graph, "factorization", None)
+    if factorize is None:
+        report.notes.append("factorization not available: this version of plates has no factorization()")
+        return
+    report.factorization = factorize()
+    try:
+        from .figures import formula
+
+        formula(factorize(latex=True), folder / "factorization.svg")
+        report.factorization_img = f"{report.name}/factorization.svg"
+    except Exception:  # mathtext could not typeset it: the plain text stays
+        pass
+
+
+def _figure(post: Any, folder: Path, report: ModelReport, states: dict | None) -> None:
+    from . import figures
+
+    continuous = bool(post.structure and post.structure.continuous)
+    try:
+        if post.method in ("nuts", "hmc") and continuous:
+            figures.trace_plot(post, folder / "trace.png")
+            report.figure, report.figure_caption = f"{report.name}/trace.png", (
+                "MCMC: the draws of each chain (left) and their traces (right); chains that agree overlap")
+        elif post.loss is not None and len(post.loss):
+            figures.loss_plot(post, folder / "loss.png")
+            report.figure, report.figure_caption = f"{report.name}/loss.png", (
+                f"{post.method.upper()}: the objective by optimisation step")
+        elif post.samples:
+            figures.state_plot(post, folder / "states.png", states)
+            report.figure, report.figure_caption = f"{report.name}/states.png", (
+                "posterior state frequencies (the draws come from exact enumeration: there is no chain to trace)")
+    except Exception as exc:
+        report.notes.append(f"figure not drawn: {type(exc).__name__}: {exc}")
+
+
+def _states(spec: Any, data: dict) -> dict | None:
+    """State names of a Bayesian network's nodes, for the state-frequency plot."""
+    if "network" not in data:
+        return None
+    try:
+        from ppl_models.bayes_net import load
+
+        return load(data["network"]).states
+    except Exception:
+        return None
+
+
+def fit_one(name: str, out: Path, progress: bool = False) -> ModelReport:
+    """Fit model `name` quickly, write its run directory `out/name` and return its section of the report."""
     import ppl_models
 
+    from .checks import run_check
     from .cli import write_run
 
     spec = ppl_models.get(name)
     method = spec.default_method
-    result = DemoResult(name, method)
-    options = {**QUICK.get(method, {}), **spec.demo}
+    report = ModelReport(name, method, description=spec.description, story=_story(spec))
     start = time.perf_counter()
     try:
         data = spec.default_data(seed=0)
-        post, summary, files, notes = write_run(spec, data, method, 0, options, out / name, progress)
-        result.summary_html = summary.to_html(float_format=lambda v: f"{v:.3g}", border=0)
-        result.problems = post.problems()
-        result.notes = post.notes + notes
-        svg = out / name / "model.svg"
-        result.svg = svg.read_text(encoding="utf-8") if svg.exists() else ""
+        report.data = describe_data(data)
+        folder = out / name
+        post, summary, files, notes = write_run(spec, data, method, 0, demo_options(spec, method), folder, progress)
+        report.summary = summary
+        report.problems = post.problems()
+        report.notes = list(post.notes) + list(notes)
+        svg = folder / "model.svg"
+        if svg.exists():
+            report.svg = inline_svg(svg.read_text(encoding="utf-8"), prefix=name)
+        else:
+            report.diagram_note = "diagram not drawn (Graphviz 'dot' is missing): model.dot holds its source"
+        _factorization(spec, data, folder, report)
+        _figure(post, folder, report, _states(spec, data))
+        try:
+            report.check = run_check(name, post, data)
+        except Exception as exc:  # an oracle that cannot run is a failed check, said in words
+            from .checks import Check
+
+            report.check = Check(False, f"the oracle check raised {type(exc).__name__}: {exc}")
+        report.files = sorted(p.name for p in folder.iterdir())
     except Exception as exc:  # a demo model failing is reported, and the demo goes on
-        result.error = f"{type(exc).__name__}: {exc}"
-    result.seconds = time.perf_counter() - start
-    return result
+        report.error = f"{type(exc).__name__}: {exc}"
+    report.seconds = time.perf_counter() - start
+    return report
 
 
-def _page(results: list[DemoResult]) -> str:
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>ppl demo</title><style>",
-             "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}",
-             "table{border-collapse:collapse;font-size:90%}td,th{padding:2px 8px;text-align:right}",
-             ".ok{color:#186a3b}.bad{color:#a93226}section{border-top:1px solid #ccc;margin-top:2em}",
-             "</style></head><body><h1>ppl demo</h1><ul>"]
-    for r in results:
-        status = "failed" if r.error else ("problems" if r.problems else "ok")
-        parts.append(f"<li><a href='#{r.name}'>{r.name}</a> ({r.method}, {r.seconds:.1f} s): "
-                     f"<span class='{'ok' if status == 'ok' else 'bad'}'>{status}</span></li>")
-    parts.append("</ul>")
-    for r in results:
-        parts.append(f"<section id='{r.name}'><h2>{r.name} <small>by {r.method}</small></h2>")
-        if r.error:
-            parts.append(f"<p class='bad'>failed: {html.escape(r.error)}</p></section>")
-            continue
-        parts.append(r.svg)
-        parts.append(r.summary_html)
-        for note in r.notes:
-            parts.append(f"<p>note: {html.escape(note)}</p>")
-        for problem in r.problems:
-            parts.append(f"<p class='bad'>warning: {html.escape(problem)}</p>")
-        if not r.problems:
-            parts.append("<p class='ok'>diagnostics: no problems found</p>")
-        parts.append(f"<p><a href='{r.name}/posterior.nc'>posterior.nc</a> · "
-                     f"<a href='{r.name}/summary.csv'>summary.csv</a></p></section>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+def run_demo(out: Path, progress: bool = True, names: list[str] | None = None) -> int:
+    """Fit every model (or `names`), write `out/` (a sub-directory per model and index.html).
 
-
-def run_demo(out: Path, progress: bool = True) -> int:
-    """Fit every model, write `out/` (one sub-directory per model and index.html); 1 if any model failed."""
+    Returns 1 when a fit failed or an oracle check failed, else 0.
+    """
     import ppl_models
 
-    names = ppl_models.names()
-    results = []
+    names = list(names) if names is not None else ppl_models.names()
+    reports = []
+    start = time.perf_counter()
     with atomic_directory(out) as tmp:
-        for name in tqdm(names, desc="demo", disable=not progress):
-            results.append(_fit_one(name, tmp, progress=False))
-        (tmp / "index.html").write_text(_page(results), encoding="utf-8")
-    for r in results:
-        status = f"FAILED: {r.error}" if r.error else (f"{len(r.problems)} problem(s)" if r.problems else "ok")
-        print(f"{r.name:<22} {r.method:<5} {r.seconds:6.1f} s  {status}")
+        bar = tqdm(names, desc="demo", disable=not progress)
+        for name in bar:
+            bar.set_postfix_str(name)
+            reports.append(fit_one(name, tmp, progress=False))
+        (tmp / "index.html").write_text(page(reports, time.perf_counter() - start), encoding="utf-8")
+    width = max((len(n) for n in names), default=5)
+    print(f"{'model':<{width}}  engine  {'time':>7}  diagnostics  oracle")
+    for r in reports:
+        status = f"FAILED: {r.error}" if r.error else r.diagnostics
+        print(f"{r.name:<{width}}  {r.method:<6}  {r.seconds:5.1f} s  {status:<11}  {r.oracle}")
+        if r.check is not None and not r.check.passed:
+            print(f"  oracle check failed: {r.check.text}")
     print(f"wrote {out}/index.html")
-    return 1 if any(r.error for r in results) else 0
+    return 1 if any(r.error or r.oracle == "failed" for r in reports) else 0
