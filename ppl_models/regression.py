@@ -40,6 +40,9 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 import pyro
 import pyro.distributions as dist
@@ -60,21 +63,33 @@ def _column_sd(X: torch.Tensor) -> torch.Tensor:
     return torch.where(sd > 0, sd, torch.ones_like(sd))
 
 
-def _check_standardizable(X: torch.Tensor) -> None:
+def _standardize_problem(X: torch.Tensor) -> str | None:
     sd = X.std(0, unbiased=False) if X.shape[0] > 1 else torch.zeros(X.shape[-1])
     constant = torch.nonzero(sd == 0).flatten().tolist()
     if constant:
-        raise DataError("X", f"column {constant[0]} is constant, so it cannot be standardized "
-                        "(it duplicates the intercept); drop it or use standardize=False")
+        return (f"column {constant[0]} is constant, so it cannot be standardized (it duplicates the "
+                "intercept); drop it or use standardize=False")
+    return None
+
+
+def _classes_problem(y: torch.Tensor | None, K: int | None) -> tuple[str, str] | None:
+    if K is None and y is None:
+        return "K", "is needed when y is not given"
+    if y is not None and K is not None and int(y.max()) >= K:
+        return "y", f"holds class {int(y.max())} but K = {K} (classes are 0..K-1)"
+    if y is not None and K is None and int(y.max()) < 1:
+        return "y", "holds only class 0; give K or data with at least two classes"
+    return None
 
 
 def _coef_prior(X: torch.Tensor, prior: str, prior_scale: float, standardize: bool, natural: float,
                 shape: tuple[int, ...]) -> dist.Distribution:
     """The coefficients' prior, one scale per predictor (row of `shape`), as one event of `shape`."""
+    # validation (`_CheckedSpec.validate`) refuses these first; a direct call gets a Pyro-safe ValueError
     if prior not in PRIORS:
-        raise DataError("prior", f"must be one of {', '.join(PRIORS)}; got {prior!r}")
-    if standardize:
-        _check_standardizable(X)
+        raise ValueError(f"prior: must be one of {', '.join(PRIORS)}; got {prior!r}")
+    if standardize and _standardize_problem(X):
+        raise ValueError(f"X: {_standardize_problem(X)}")
     sd = _column_sd(X).reshape((-1,) + (1,) * (len(shape) - 1))
     if prior == "flat":
         scale = FLAT * natural / sd
@@ -104,6 +119,13 @@ def _centre(X: torch.Tensor) -> torch.Tensor:
     return X.mean(0)
 
 
+def _tensor(value):
+    """Arrays passed around validation (e.g. new X for prediction) as tensors of the default dtype."""
+    if value is None or isinstance(value, torch.Tensor):
+        return value
+    return torch.as_tensor(np.asarray(value, dtype=float), dtype=torch.get_default_dtype())
+
+
 # ---- linear regression --------------------------------------------------------------------------------
 def linear_regression(X: torch.Tensor, y: torch.Tensor | None = None, prior: str = "normal",
                       prior_scale: float = 1.0, noise: str = "normal", df: float = 4.0,
@@ -125,7 +147,8 @@ def linear_regression(X: torch.Tensor, y: torch.Tensor | None = None, prior: str
         sigma: a known noise scale; when given, sigma is not a latent site (MAP is then exactly ridge/lasso).
     """
     if noise not in NOISES:
-        raise DataError("noise", f"must be one of {', '.join(NOISES)}; got {noise!r}")
+        raise ValueError(f"noise: must be one of {', '.join(NOISES)}; got {noise!r}")
+    X, y = _tensor(X), _tensor(y)
     y_loc, y_scale = _data_scale(y)
     D = X.shape[-1]
 
@@ -195,6 +218,7 @@ def logistic_regression(X: torch.Tensor, y: torch.Tensor | None = None, prior: s
     L2 ``LogisticRegression`` with C = prior_scale^2 (its intercept unpenalised: pass a large
     ``intercept_scale``); MLE is ``penalty=None``.
     """
+    X, y = _tensor(X), _tensor(y)
     D = X.shape[-1]
     coef = pyro.sample("coef", _coef_prior(X, prior, prior_scale, standardize, 1.0, (D,)))
     centre_logit = -(coef * _centre(X)).sum(-1)
@@ -229,16 +253,14 @@ def softmax_regression(X: torch.Tensor, y: torch.Tensor | None = None, K: int | 
     probabilities are unique). K defaults to max(y) + 1.
     """
     if prior == "flat":
-        raise DataError("prior", "flat is not allowed for softmax_regression: the softmax is unchanged by a "
-                        "shift common to all classes, so only the prior identifies the coefficients")
-    if K is None:
-        if y is None:
-            raise DataError("K", "is needed when y is not given")
-        K = int(y.max()) + 1
-    if y is not None and int(y.max()) >= K:
-        raise DataError("y", f"holds class {int(y.max())} but K = {K} (classes are 0..K-1)")
-    if K < 2:
-        raise DataError("K", f"must be at least 2, got {K}")
+        raise ValueError("prior: flat is not allowed for softmax_regression: the softmax is unchanged by a "
+                         "shift common to all classes, so only the prior identifies the coefficients")
+    X = _tensor(X)
+    y = None if y is None else torch.as_tensor(y).long()
+    problem = _classes_problem(y, K)
+    if problem:
+        raise ValueError(": ".join(problem))
+    K = int(y.max()) + 1 if K is None else K
     D = X.shape[-1]
     coef = pyro.sample("coef", _coef_prior(X, prior, prior_scale, standardize, 1.0, (D, K)))
     centre_logits = -(_centre(X).unsqueeze(-1) * coef).sum(-2)
@@ -277,6 +299,35 @@ SOFTMAX_TRUTH = {"intercept": [0.5, 0.0, -0.5], "coef": [[2.0, -1.0, -1.0], [0.0
 
 
 # ---- registration -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _CheckedSpec(ModelSpec):
+    """A spec whose validation also checks fields against each other and options, and fills in defaults
+    that follow from the data (softmax's K). It runs before any tracing, so a problem is one `DataError`
+    (raised inside a traced model, Pyro would re-wrap it)."""
+
+    prepare: Callable[[dict], dict] | None = None
+
+    def validate(self, data):
+        out = super().validate(data)
+        return self.prepare(out) if self.prepare is not None else out
+
+
+def _prepare_regression(data: dict) -> dict:
+    if data.get("standardize") and _standardize_problem(data["X"]):
+        raise DataError("X", _standardize_problem(data["X"]))
+    return data
+
+
+def _prepare_softmax(data: dict) -> dict:
+    data = _prepare_regression(data)
+    problem = _classes_problem(data["y"], data.get("K"))
+    if problem:
+        raise DataError(*problem)
+    if data.get("K") is None:  # fixed here, so that predictions for new X (without y) keep it
+        data = {**data, "K": int(data["y"].max()) + 1}
+    return data
+
+
 def _options(natural: str, extra: dict | None = None, priors: tuple[str, ...] = PRIORS) -> dict:
     return {
         "prior": Option("normal", "coefficient prior: normal (ridge), laplace (lasso), flat (very wide)",
@@ -293,7 +344,7 @@ _X = Field("X", "real", (("N", "D"),), "predictors, one row per observation")
 _DEMO = {"num_chains": 2, "num_samples": 300, "num_warmup": 300}
 _DISPLAY = {"plate_index": {"N": "i"}, "labels": {"X": "x"}}
 
-LINEAR = register(ModelSpec(
+LINEAR = register(_CheckedSpec(
     name="linear_regression",
     model=linear_regression,
     guide=None,
@@ -311,9 +362,10 @@ LINEAR = register(ModelSpec(
     }),
     display=_DISPLAY,
     demo=_DEMO,
+    prepare=_prepare_regression,
 ))
 
-LOGISTIC = register(ModelSpec(
+LOGISTIC = register(_CheckedSpec(
     name="logistic_regression",
     model=logistic_regression,
     guide=None,
@@ -324,9 +376,10 @@ LOGISTIC = register(ModelSpec(
     options=_options("2.5; flat: 1000"),
     display=_DISPLAY,
     demo=_DEMO,
+    prepare=_prepare_regression,
 ))
 
-SOFTMAX = register(ModelSpec(
+SOFTMAX = register(_CheckedSpec(
     name="softmax_regression",
     model=softmax_regression,
     guide=None,
@@ -338,4 +391,5 @@ SOFTMAX = register(ModelSpec(
                      priors=("normal", "laplace")),
     display=_DISPLAY,
     demo=_DEMO,
+    prepare=_prepare_softmax,
 ))

@@ -41,6 +41,8 @@ from .registry import ModelSpec, register
 def two_class(x: torch.Tensor | None = None, y: torch.Tensor | None = None, alpha: float = 1.0,
               beta: float = 1.0, N: int = 10) -> None:
     """Two-class Gaussian generative classifier; `x` (N,) real, `y` (N,) 0/1; ``None`` samples them."""
+    x = None if x is None else torch.as_tensor(x, dtype=torch.get_default_dtype())
+    y = None if y is None else torch.as_tensor(y, dtype=torch.get_default_dtype())
     n = len(x) if x is not None else len(y) if y is not None else N
     x_loc, x_scale = (float(x.mean()), float(x.std(unbiased=False)) or 1.0) if x is not None and n > 1 else (0.0, 1.0)
 
