@@ -16,9 +16,11 @@ Conventions shared by the three models (see docs/models-regression.md):
 
 - **Intercept prior at the centre of the data.** The intercept's prior is placed on the fitted value at
   the mean of X (``intercept + coef . xbar``), as rstanarm does, so that it is weakly informative
-  whatever the location of X. Written on the user's sites this is the conditional prior above. At the
-  optimum the intercept's prior term vanishes (linear regression) or nearly so: MAP keeps the intercept
-  effectively unpenalised, like scikit-learn's ``Ridge``/``Lasso``.
+  whatever the location of X. Written on the user's sites this is the conditional prior above. For
+  linear regression with m = mean(y) the prior term is exactly zero at the MAP, whatever the coefficient
+  penalty, so the intercept is unpenalised as in scikit-learn's ``Ridge``/``Lasso``. For logistic and
+  softmax regression it is a real, weak penalty on the log-odds at the centre (a large
+  ``intercept_scale`` removes it).
 - **Weakly-informative defaults are scaled by the data** (rstanarm's "autoscale"): m = mean(y),
   s_0 = 2.5 sd(y), s_sigma = sd(y) for linear regression; m = 0, s_0 = 2.5 on the logit scale for
   logistic and softmax regression. Without ``y`` (prior predictive) the data scale is 1.
@@ -57,10 +59,16 @@ NOISES = ("normal", "laplace", "student_t")
 
 
 # ---- shared pieces ------------------------------------------------------------------------------------
+def _summary(t: torch.Tensor) -> torch.Tensor:
+    """A summary of the data used as a fixed constant of a prior (like a hyperparameter): a fresh tensor,
+    so diagrams show x_i inside the data plate rather than as a parent of the prior."""
+    return torch.tensor(t.tolist(), dtype=t.dtype)
+
+
 def _column_sd(X: torch.Tensor) -> torch.Tensor:
     """Standard deviation (ddof 0) of each column of X; constant columns count as 1 (they carry no scale)."""
     sd = X.std(0, unbiased=False) if X.shape[0] > 1 else torch.ones(X.shape[-1])
-    return torch.where(sd > 0, sd, torch.ones_like(sd))
+    return _summary(torch.where(sd > 0, sd, torch.ones_like(sd)))
 
 
 def _standardize_problem(X: torch.Tensor) -> str | None:
@@ -116,7 +124,7 @@ def _data_scale(y: torch.Tensor | None) -> tuple[float, float]:
 
 
 def _centre(X: torch.Tensor) -> torch.Tensor:
-    return X.mean(0)
+    return _summary(X.mean(0))
 
 
 def _tensor(value):
