@@ -30,6 +30,7 @@ NumPyro `numpyro/infer/hmc_util.py`, Stan `base_nuts.hpp` and `windowed_adaptati
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -118,11 +119,102 @@ class Transition:
     tree_depth: torch.Tensor | None = None
 
 
-def nuts_transition(integrator: Integrator, z, U, grad, step_size, generator: torch.Generator,
+def _velocity(inverse_mass: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    if inverse_mass.dim() == 3:
+        return (inverse_mass @ r.unsqueeze(-1)).squeeze(-1)
+    return inverse_mass * r
+
+
+class Leaf:
+    """One NUTS leaf for every chain: a leapfrog step from the subtree's current edge, its energy error,
+    and the subtree's running sums (multinomial proposal, log weight, momentum sum, acceptance,
+    divergence), with chains outside ``active`` left unchanged.
+
+    The whole step, the model's gradient included, is a pure tensor function, so `compile` records it
+    once into a graph (``make_fx``) and compiles that with ``torch.jit.trace``: per leaf, Python then
+    makes one call instead of some hundred. The compiled step is used only if it reproduces the eager
+    one on a probe state.
+    """
+
+    def __init__(self, value_and_grad: ValueAndGrad):
+        self.value_and_grad = value_and_grad
+        self.compiled: Callable | None = None
+        self.evaluations = 0
+
+    def eager(self, z, r, g, v, step, inverse_mass, H0, active, u, log_w, s_z, s_U, s_g, r_sum, div,
+              sum_accept, n_steps):
+        r_half = r - 0.5 * step * g
+        z1 = z + step * _velocity(inverse_mass, r_half)
+        U1, g1 = self.value_and_grad(z1)
+        r1 = r_half - 0.5 * step * g1
+        v1 = _velocity(inverse_mass, r1)
+        dH = U1 + 0.5 * (r1 * v1).sum(-1) - H0
+        dH = torch.where(torch.isnan(dH), torch.full_like(dH, math.inf), dH)
+        leaf_log_w = -dH
+        sum_accept = sum_accept + torch.where(active, torch.exp(leaf_log_w).clamp(max=1.0), 0.0)
+        n_steps = n_steps + active.to(n_steps.dtype)
+        new_log_w = torch.logaddexp(log_w, leaf_log_w)
+        take = active & (u < torch.exp(leaf_log_w - new_log_w))
+        col, take_col = active.unsqueeze(-1), take.unsqueeze(-1)
+        s_z = torch.where(take_col, z1, s_z)
+        s_U = torch.where(take, U1, s_U)
+        s_g = torch.where(take_col, g1, s_g)
+        log_w = torch.where(active, new_log_w, log_w)
+        r_sum = torch.where(col, r_sum + r1, r_sum)
+        div = div | (active & (dH > MAX_DELTA_ENERGY))
+        return (torch.where(col, z1, z), torch.where(col, r1, r), torch.where(col, g1, g), torch.where(col, v1, v),
+                log_w, s_z, s_U, s_g, r_sum, div, sum_accept, n_steps)
+
+    def __call__(self, *args):
+        self.evaluations += 1
+        if self.compiled is not None:
+            return self.compiled(*args)
+        return self.eager(*args)
+
+    def compile(self, examples: list[tuple]) -> bool:
+        """Record and compile `eager` at the shapes of ``examples[0]``; keep it only if it matches eager on
+        every example (states whose tensors are all distinct: tracing identifies inputs by identity)."""
+        try:
+            from torch.fx.experimental.proxy_tensor import make_fx
+
+            def step(z, r, g, v, step, inverse_mass, H0, active, u, log_w, s_z, s_U, s_g, r_sum, div,
+                     sum_accept, n_steps):  # make_fx wants a plain function of tensors
+                return self.eager(z, r, g, v, step, inverse_mass, H0, active, u, log_w, s_z, s_U, s_g, r_sum,
+                                  div, sum_accept, n_steps)
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                first = tuple(t.clone() for t in examples[0])
+                graph = make_fx(step)(*first)
+                compiled = torch.jit.trace(graph, tuple(t.clone() for t in examples[0]), check_trace=False)
+                for example in examples + examples:  # twice: the profiling executor re-optimises early on
+                    got, want = compiled(*example), self.eager(*example)
+                    for a, b in zip(got, want):
+                        if a.dtype in (torch.bool, torch.long):
+                            if not torch.equal(a, b):
+                                return False
+                        elif not torch.allclose(a, b, rtol=1e-4, atol=1e-5, equal_nan=True):
+                            return False
+        except Exception:
+            return False
+        self.compiled = compiled
+        return True
+
+
+def _iterative_turning(ck_r: list, ck_v: list, ck_sum: list, r, v, r_sum, idx_min: int, idx_max: int):
+    """NumPyro's `_is_iterative_turning`: does any subtree ending at this (odd) leaf make a U-turn?"""
+    turning = _is_turning(ck_v[idx_max], v, ck_r[idx_max], r, r_sum - ck_sum[idx_max] + ck_r[idx_max])
+    for i in range(idx_max - 1, idx_min - 1, -1):
+        turning = turning | _is_turning(ck_v[i], v, ck_r[i], r, r_sum - ck_sum[i] + ck_r[i])
+    return turning
+
+
+def nuts_transition(leaf: Leaf, metric: Metric, z, U, grad, step_size, generator: torch.Generator,
                     max_tree_depth: int = 10) -> Transition:
     """One NUTS transition of every chain. `step_size` is ``(C, 1)``."""
-    metric = integrator.metric
     C = z.shape[0]
+    dtype = z.dtype
+    inverse_mass = metric.inverse_mass
     r = metric.momentum(generator, z)
     v = metric.velocity(r)
     H0 = U + _kinetic(r, v)
@@ -140,50 +232,36 @@ def nuts_transition(integrator: Integrator, z, U, grad, step_size, generator: to
     sum_accept = torch.zeros_like(U)
     n_steps = torch.zeros(C, dtype=torch.long)
     neg_inf = torch.full_like(U, -math.inf)
+    zero_r = torch.zeros_like(r)
+    no = torch.zeros(C, dtype=torch.bool)
 
     for j in range(max_tree_depth):
         active = ~done
         if not bool(active.any()):
             break
-        right = torch.rand(C, generator=generator, dtype=U.dtype) < 0.5
-        step = torch.where(right, 1.0, -1.0).to(U.dtype).unsqueeze(-1) * step_size
+        right = torch.rand(C, generator=generator, dtype=dtype) < 0.5
+        step = torch.where(right, 1.0, -1.0).to(dtype).unsqueeze(-1) * step_size
         zc, rc, gc, vc = (_where(right, a, b) for a, b in ((zr, zl), (rr, rl), (gr, gl), (vr, vl)))
         # --- build a subtree of 2**j leaves, leaf by leaf -------------------------------------------
-        s_active = active
-        s_log_w = neg_inf
-        s_r_sum = torch.zeros_like(r)
+        s_active, s_log_w, s_r_sum, s_turning, s_diverging = active, neg_inf, zero_r, no, no
         s_z, s_U, s_g = zc, U_prop, gc
-        s_turning = torch.zeros(C, dtype=torch.bool)
-        s_diverging = torch.zeros(C, dtype=torch.bool)
         ck_r: dict[int, torch.Tensor] = {}
         ck_v: dict[int, torch.Tensor] = {}
         ck_sum: dict[int, torch.Tensor] = {}
+        uniforms = torch.rand(1 << j, C, generator=generator, dtype=dtype)
         for n in range(1 << j):
-            z1, r1, U1, g1 = integrator.step(zc, rc, gc, step)
-            v1 = metric.velocity(r1)
-            dH = U1 + _kinetic(r1, v1) - H0
-            dH = torch.where(torch.isnan(dH), torch.full_like(dH, math.inf), dH)
-            leaf_log_w = -dH
-            sum_accept = sum_accept + torch.where(s_active, torch.exp(leaf_log_w).clamp(max=1.0), 0.0)
-            n_steps = n_steps + s_active.long()
-            new_log_w = torch.logaddexp(s_log_w, leaf_log_w)
-            take = s_active & (torch.rand(C, generator=generator, dtype=U.dtype) < torch.exp(leaf_log_w - new_log_w))
-            s_z, s_U, s_g = _where(take, z1, s_z), torch.where(take, U1, s_U), _where(take, g1, s_g)
-            s_log_w = torch.where(s_active, new_log_w, s_log_w)
-            s_r_sum = _where(s_active, s_r_sum + r1, s_r_sum)
-            s_diverging = s_diverging | (s_active & (dH > MAX_DELTA_ENERGY))
+            zc, rc, gc, vc, s_log_w, s_z, s_U, s_g, s_r_sum, s_diverging, sum_accept, n_steps = leaf(
+                zc, rc, gc, vc, step, inverse_mass, H0, s_active, uniforms[n], s_log_w, s_z, s_U, s_g, s_r_sum,
+                s_diverging, sum_accept, n_steps)
             idx_min, idx_max = _leaf_checkpoints(n)
             if n % 2 == 0:
-                ck_r[idx_max], ck_v[idx_max], ck_sum[idx_max] = r1, v1, s_r_sum
+                ck_r[idx_max], ck_v[idx_max], ck_sum[idx_max] = rc, vc, s_r_sum
+                stop = s_diverging
             else:
-                turning = torch.zeros(C, dtype=torch.bool)
-                for i in range(idx_max, idx_min - 1, -1):
-                    sub_sum = s_r_sum - ck_sum[i] + ck_r[i]
-                    turning = turning | _is_turning(ck_v[i], v1, ck_r[i], r1, sub_sum)
-                s_turning = s_turning | (s_active & turning)
-            zc, rc, gc, vc = _where(s_active, z1, zc), _where(s_active, r1, rc), _where(s_active, g1, gc), \
-                _where(s_active, v1, vc)
-            s_active = s_active & ~s_turning & ~s_diverging
+                s_turning = s_turning | (s_active & _iterative_turning(ck_r, ck_v, ck_sum, rc, vc, s_r_sum,
+                                                                       idx_min, idx_max))
+                stop = s_turning | s_diverging
+            s_active = s_active & ~stop
             if not bool(s_active.any()):
                 break
         # --- merge the subtree into the tree ------------------------------------------------------------
@@ -335,12 +413,35 @@ def adaptation_windows(num_warmup: int, init_buffer: int = 75, term_buffer: int 
     return windows
 
 
+def _probe_state(z, U, grad, inverse_mass, generator) -> tuple:
+    """A random leaf-step input near (z, U, grad), every tensor distinct, to check the compiled leaf."""
+    C, D = z.shape
+    dtype = z.dtype
+
+    def noise(*shape):
+        return torch.randn(shape, generator=generator, dtype=dtype)
+
+    r = noise(C, D)
+    active = torch.rand(C, generator=generator) < 0.75
+    active[0] = True
+    return (z + 0.01 * noise(C, D), r, grad + 0.01 * noise(C, D), _velocity(inverse_mass, r),
+            0.01 * torch.rand(C, 1, generator=generator, dtype=dtype) + 1e-3, inverse_mass.clone(),
+            U + noise(C).abs(), active, torch.rand(C, generator=generator, dtype=dtype), noise(C),
+            z + noise(C, D), U + noise(C), grad + noise(C, D), noise(C, D), torch.rand(C, generator=generator) < 0.2,
+            torch.rand(C, generator=generator, dtype=dtype), torch.randint(0, 5, (C,), generator=generator))
+
+
 # ---- the run ---------------------------------------------------------------------------------------------
 def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = "nuts", num_samples: int = 1000,
                num_warmup: int = 1000, target_accept: float = 0.8, max_tree_depth: int = 10,
                full_mass: bool = False, step_size: float = 1.0, trajectory_length: float | None = None,
-               generator: torch.Generator, progress: bool = False) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+               generator: torch.Generator, progress: bool = False,
+               traceable: ValueAndGrad | None = None) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """Warm up and sample every chain of ``z0`` ``(C, D)`` together.
+
+    `value_and_grad` gives (U, dU/dz) for a ``(C, D)`` batch. `traceable`, if given, is a version of it
+    that ``make_fx`` can record (plain tensor code, no compiled parts): the NUTS leaf step is then
+    compiled around it.
 
     Returns the draws ``(C, num_samples, D)`` in unconstrained space and the per-draw statistics
     (diverging, energy, lp, acceptance_rate, step_size, n_steps, and tree_depth for NUTS), each
@@ -352,6 +453,9 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
     integrator = Integrator(value_and_grad, Metric(inverse_mass))
     z = z0
     U, grad = value_and_grad(z)
+    leaf = Leaf(traceable if traceable is not None else value_and_grad)
+    if method == "nuts" and traceable is not None:
+        leaf.compile([_probe_state(z, U, grad, inverse_mass, generator) for _ in range(2)])
     eps = torch.full((C, 1), float(step_size), dtype=dtype)
     if num_warmup > 0:
         eps = find_reasonable_step_size(integrator, z, U, grad, eps, generator)
@@ -363,7 +467,7 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
 
     def transition(z, U, grad, eps):
         if method == "nuts":
-            return nuts_transition(integrator, z, U, grad, eps, generator, max_tree_depth)
+            return nuts_transition(leaf, integrator.metric, z, U, grad, eps, generator, max_tree_depth)
         return hmc_transition(integrator, z, U, grad, eps, generator, length)
 
     bar = None

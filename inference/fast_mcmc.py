@@ -53,6 +53,19 @@ def run_fast_mcmc(model: Callable, data: dict, structure: ModelStructure, *, met
     ``jit_compile`` is accepted for symmetry with the Pyro backend; this backend always compiles its
     potential when the compiled graph reproduces the eager one (``compile=False`` turns that off).
     """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the tensors are small: intra-op threads cost more than they give
+    try:
+        return _run(model, data, structure, method=method, seed=seed, num_chains=num_chains, num_samples=num_samples,
+                    num_warmup=num_warmup, target_accept=target_accept, max_tree_depth=max_tree_depth,
+                    full_mass=full_mass, step_size=step_size, trajectory_length=trajectory_length,
+                    progress=progress, compile=compile)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(model, data, structure, *, method, seed, num_chains, num_samples, num_warmup, target_accept,
+         max_tree_depth, full_mass, step_size, trajectory_length, progress, compile):
     generator = torch.Generator().manual_seed(int(seed))
     potential = BatchedPotential(model, data, structure, num_chains, compile=compile)
     z0 = _initial_points(potential, num_chains, generator)
@@ -62,7 +75,8 @@ def run_fast_mcmc(model: Callable, data: dict, structure: ModelStructure, *, met
     draws, stats = run_chains(potential.value_and_grad, z0, method=method, num_samples=num_samples,
                               num_warmup=num_warmup, target_accept=target_accept, max_tree_depth=max_tree_depth,
                               full_mass=full_mass, step_size=step_size, trajectory_length=trajectory_length,
-                              generator=generator, progress=progress)
+                              generator=generator, progress=progress,
+                              traceable=potential._eager if compiled else None)
     with torch.no_grad():
         values = potential.constrain(draws)
     samples = {name: v.detach().cpu().numpy() for name, v in values.items()}
