@@ -436,12 +436,13 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
                num_warmup: int = 1000, target_accept: float = 0.8, max_tree_depth: int = 10,
                full_mass: bool = False, step_size: float = 1.0, trajectory_length: float | None = None,
                generator: torch.Generator, progress: bool = False,
-               traceable: ValueAndGrad | None = None) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+               traceable: ValueAndGrad | None = None,
+               on_compiled: Callable[[bool], None] | None = None) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """Warm up and sample every chain of ``z0`` ``(C, D)`` together.
 
     `value_and_grad` gives (U, dU/dz) for a ``(C, D)`` batch. `traceable`, if given, is a version of it
     that ``make_fx`` can record (plain tensor code, no compiled parts): the NUTS leaf step is then
-    compiled around it.
+    compiled around it (and ``on_compiled`` is told whether that succeeded).
 
     Returns the draws ``(C, num_samples, D)`` in unconstrained space and the per-draw statistics
     (diverging, energy, lp, acceptance_rate, step_size, n_steps, and tree_depth for NUTS), each
@@ -456,6 +457,8 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
     leaf = Leaf(traceable if traceable is not None else value_and_grad)
     if method == "nuts" and traceable is not None:
         leaf.compile([_probe_state(z, U, grad, inverse_mass, generator) for _ in range(2)])
+    if on_compiled is not None:
+        on_compiled(leaf.compiled is not None)
     eps = torch.full((C, 1), float(step_size), dtype=dtype)
     if num_warmup > 0:
         eps = find_reasonable_step_size(integrator, z, U, grad, eps, generator)

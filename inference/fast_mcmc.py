@@ -70,17 +70,25 @@ def _run(model, data, structure, *, method, seed, num_chains, num_samples, num_w
     potential = BatchedPotential(model, data, structure, num_chains, compile=compile)
     z0 = _initial_points(potential, num_chains, generator)
     potential.check_batching(z0)
-    probe = z0 + 0.1 * torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
-    compiled = potential.compile([z0, probe])
+    compiled = [False]
+    if method == "hmc" and compile:  # HMC calls the potential itself; NUTS compiles its whole leaf step instead
+        probe = z0 + 0.1 * torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
+        compiled[0] = potential.compile([z0, probe])
+
+    def record(ok: bool) -> None:
+        compiled[0] = ok
+
     draws, stats = run_chains(potential.value_and_grad, z0, method=method, num_samples=num_samples,
                               num_warmup=num_warmup, target_accept=target_accept, max_tree_depth=max_tree_depth,
                               full_mass=full_mass, step_size=step_size, trajectory_length=trajectory_length,
                               generator=generator, progress=progress,
-                              traceable=potential._eager if compiled else None)
+                              traceable=potential._eager if compile and method == "nuts" else None,
+                              on_compiled=record if method == "nuts" else None)
+    compiled = compiled[0]
     with torch.no_grad():
         values = potential.constrain(draws)
     samples = {name: v.detach().cpu().numpy() for name, v in values.items()}
     note = (f"fast backend: {num_chains} chains advanced as one batch, "
-            f"{'compiled' if compiled else 'eager'} potential, "
+            f"{'compiled' if compiled else 'eager'} {'leapfrog step' if method == 'nuts' else 'potential'}, "
             f"{'dense' if full_mass else 'diagonal'} mass matrix")
     return samples, stats, [note]
