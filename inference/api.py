@@ -26,7 +26,8 @@ METHODS = ("nuts", "hmc", "svi", "map", "mle")
 
 _MCMC_OPTIONS = {"num_chains": 4, "num_samples": 1000, "num_warmup": 1000, "target_accept": 0.8,
                  "max_tree_depth": 10, "full_mass": False, "jit_compile": False, "step_size": 1.0,
-                 "trajectory_length": None}
+                 "trajectory_length": None, "backend": "fast"}
+BACKENDS = ("fast", "pyro")
 OPTIONS = {
     "nuts": {k: v for k, v in _MCMC_OPTIONS.items() if k != "trajectory_length"},
     "hmc": {k: v for k, v in _MCMC_OPTIONS.items() if k != "max_tree_depth"},
@@ -62,6 +63,8 @@ def _check_options(method: str, options: dict) -> dict:
                 raise InputError(key, f"must be a positive whole number, got {value!r}")
         if key == "num_warmup" and (not isinstance(value, (int, np.integer)) or value < 0):
             raise InputError(key, f"must be a non-negative whole number, got {value!r}")
+        if key == "backend" and value not in BACKENDS:
+            raise InputError(key, f"unknown backend {value!r}; choose one of {', '.join(BACKENDS)}")
         if key in ("lr", "target_accept", "step_size") and not (isinstance(value, (int, float)) and value > 0):
             raise InputError(key, f"must be a positive number, got {value!r}")
     return {**allowed, **options}
@@ -81,7 +84,11 @@ def fit(model: Any, data: dict | None = None, method: str | None = None, seed: i
         progress: show progress bars.
         **options: engine options. MCMC: ``num_chains`` (4), ``num_samples`` (1000), ``num_warmup``
             (1000), ``target_accept`` (0.8), ``max_tree_depth`` (10, NUTS), ``full_mass`` (False),
-            ``jit_compile`` (False), ``step_size`` (initial), ``trajectory_length`` (HMC, 2 pi).
+            ``jit_compile`` (False, Pyro backend), ``step_size`` (initial), ``trajectory_length`` (HMC, 2 pi),
+            ``backend``: ``"fast"`` (default: every chain advanced at once as one batch on a compiled
+            potential, see docs/mcmc.md; models it cannot run, such as ones with enumerated discrete
+            sites, fall back to Pyro with a note) or ``"pyro"`` (Pyro's own NUTS/HMC kernels, one chain
+            after another).
             SVI: ``guide`` (``normal``, ``mvn``, ``delta`` or a callable; default the model's own guide,
             else ``normal``), ``num_steps`` (2000), ``lr`` (0.01), ``tol`` (1e-4, relative change of the
             windowed mean loss that stops early), ``num_samples`` (1000 draws from the guide),
@@ -123,8 +130,9 @@ def fit(model: Any, data: dict | None = None, method: str | None = None, seed: i
         if structure.local:
             notes.append(f"local sites {', '.join(structure.local)} are sampled jointly with the global ones")
         if structure.continuous:
-            samples, sample_stats = run_mcmc(fn, data, structure, method=method, seed=seed, progress=progress,
-                                             **settings)
+            samples, sample_stats, backend_notes = run_mcmc(fn, data, structure, method=method, seed=seed,
+                                                            progress=progress, **settings)
+            notes.extend(backend_notes)
         else:
             samples = {}
             notes.append("no continuous latent sites: draws come from the exact posterior by enumeration")
