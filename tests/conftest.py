@@ -6,8 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+# The tests' tensors are small: intra-op threads only add contention (badly so on a loaded 2-core machine).
+torch.set_num_threads(1)
 
 
 def shared_data_dir() -> Path | None:

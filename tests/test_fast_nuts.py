@@ -148,7 +148,7 @@ def test_coin_exact_posterior_fast_nuts():
 def test_kidiq_matches_stan_reference():
     root = _shared_posteriordb()
     if root is None:
-        pytest.skip("posteriordb reference data not available")
+        pytest.skip("../shared/data/posteriordb is absent (reference posteriors ship only beside the repository)")
     folder = root / "kidiq-kidscore_momiq"
     data = json.loads((folder / "data.json").read_text())
     summary = json.loads((folder / "reference.json").read_text())["summary"]

@@ -276,3 +276,18 @@ def test_bad_input_is_one_clear_error():
             progress=False)
     with pytest.raises(DataError, match="^y: holds only class 0"):
         fit("softmax_regression", {"X": X, "y": np.zeros(10, dtype=int)}, method="map", progress=False)
+
+
+def test_default_map_optimizer_handles_the_lasso_kinks():
+    """The default MAP must not stop at a wrong point on an L1 objective (L-BFGS stalls at the kinks)."""
+    from sklearn.linear_model import Lasso
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    y = X @ np.array([1.5, 0.0, 0.0, -2.0]) + 0.5 * rng.normal(size=60)
+    sigma, b = 0.5, 0.05
+    post = fit("linear_regression", {"X": X, "y": y, "prior": "laplace", "prior_scale": b, "sigma": sigma},
+               method="map", progress=False)
+    assert "optimizer: adam" in post.notes
+    lasso = Lasso(alpha=sigma**2 / (len(y) * b), tol=1e-10, max_iter=100_000).fit(X, y)
+    np.testing.assert_allclose(post.samples["coef"].ravel(), lasso.coef_, atol=2e-3)
