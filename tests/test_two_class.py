@@ -84,8 +84,8 @@ def test_map_rho_is_the_beta_mode(float64):
 @pytest.mark.slow
 def test_nuts_rho_matches_exact_beta_posterior():
     data = {**ppl_models.get("two_class").default_data(seed=0), "alpha": 2.0, "beta": 2.0}
-    post = fit("two_class", data, method="nuts", num_chains=2, num_samples=300, num_warmup=200,
-               jit_compile=True, progress=False)
+    # 4 x 1000 draws: with a few hundred, rank-normalised R-hat wanders past 1.01 by chance alone
+    post = fit("two_class", data, method="nuts", num_chains=4, num_samples=1000, num_warmup=500, progress=False)
     assert post.problems() == []
     exact = rho_posterior(data["y"], 2.0, 2.0)
     rho = post.samples["rho"]
