@@ -49,10 +49,10 @@ def _linear_gaussian(x: torch.Tensor | None, K: int, collapsed: bool, w_sd: floa
     W = pyro.sample("W", dist.Normal(0.0, w_sd).expand([dim, K]).to_event(2))
     mu = pyro.sample("mu", dist.Normal(0.0, mu_sd).expand([dim]).to_event(1))
     if isotropic:
-        sigma = pyro.sample("sigma", dist.HalfCauchy(torch.tensor(noise_scale)))
+        sigma = pyro.sample("sigma", dist.HalfCauchy(noise_scale * torch.ones(())))
         psi = (sigma ** 2).unsqueeze(-1).expand(sigma.shape + (dim,))
     else:
-        psi = pyro.sample("psi", dist.HalfCauchy(torch.tensor(noise_scale)).expand([dim]).to_event(1))
+        psi = pyro.sample("psi", dist.HalfCauchy(noise_scale * torch.ones(())).expand([dim]).to_event(1))
     with pyro.plate("N", num_points):
         if collapsed:  # z integrated out: x_i ~ N(mu, W W^T + diag(psi))
             pyro.sample("x", dist.LowRankMultivariateNormal(mu, W, psi), obs=x)

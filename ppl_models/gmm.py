@@ -27,10 +27,10 @@ Example:
     >>> from ppl_models.gmm import default_data, responsibilities, TRUTH
     >>> data = default_data(seed=0)
     >>> data["x"].shape, data["K"]
-    ((150,), 3)
+    ((150,), 2)
     >>> r = responsibilities(data["x"], TRUTH["weights"], TRUTH["locs"], TRUTH["scales"])
     >>> r.shape, bool(abs(r.sum(-1) - 1).max() < 1e-12)
-    ((150, 3), True)
+    ((150, 2), True)
 """
 
 from __future__ import annotations
@@ -51,8 +51,7 @@ from torch.distributions.transforms import Transform
 from .data import Field, Option
 from .registry import ModelSpec, register
 
-TRUTH = {"weights": np.array([0.3, 0.45, 0.25]), "locs": np.array([-4.0, 0.0, 5.0]),
-         "scales": np.array([0.8, 0.5, 1.0])}
+TRUTH = {"weights": np.array([0.4, 0.6]), "locs": np.array([-3.0, 3.0]), "scales": np.array([1.0, 0.7])}
 
 
 # ---- the ordered prior on the locations --------------------------------------------------------------
@@ -186,11 +185,11 @@ def responsibilities(x, weights, locs, scales) -> np.ndarray:
 
 
 def default_data(seed: int = 0) -> dict:
-    """150 points from three well-separated 1-D components: TRUTH's weights, locs and scales."""
+    """150 points from two well-separated 1-D components: TRUTH's weights, locs and scales."""
     rng = np.random.default_rng(seed)
-    z = rng.choice(3, size=150, p=TRUTH["weights"])
+    z = rng.choice(2, size=150, p=TRUTH["weights"])
     x = rng.normal(TRUTH["locs"][z], TRUTH["scales"][z])
-    return {"x": x.astype(np.float32), "K": 3}
+    return {"x": x.astype(np.float32), "K": 2}
 
 
 def multivariate_data(seed: int = 0, n: int = 200) -> tuple[dict, dict]:
