@@ -139,7 +139,7 @@ class OrderedNormal(dist.TorchDistribution):
 
 # ---- the model ---------------------------------------------------------------------------------------
 
-def gmm(x: torch.Tensor | None = None, K: int = 3, concentration: float = 1.0, loc_mean: float = 0.0,
+def gmm(x: torch.Tensor | None = None, K: int = 2, concentration: float = 1.0, loc_mean: float = 0.0,
         loc_sd: float = 10.0, scale_sd: float = 5.0, N: int = 100, D: int = 1) -> None:
     """Gaussian mixture. `x` is (N,) or (N, D); `None` samples N points (D = 1 gives shape (N,))."""
     num_points = x.shape[0] if x is not None else N
@@ -214,7 +214,7 @@ SPEC = register(
                     "x_i ~ N(locs_z, scales_z^2); 1-D or diagonal multivariate",
         fields=(Field("x", "real", (("N",), ("N", "D")), "data points, (N,) or (N, D)"),),
         options={
-            "K": Option(3, "number of components", low=1),
+            "K": Option(2, "number of components", low=1),
             "concentration": Option(1.0, "symmetric Dirichlet concentration of the weights", low=1e-6),
             "loc_mean": Option(0.0, "mean of the Normal prior of each location (before ordering)"),
             "loc_sd": Option(10.0, "sd of the Normal prior of each location (before ordering)", low=1e-9),

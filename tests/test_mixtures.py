@@ -150,9 +150,11 @@ def test_responsibilities_equal_the_hand_formula_and_sum_to_one():
                                rtol=1e-9, atol=1e-300)
     # over draws: (chain, draw, K) parameters give (chain, draw, N, K)
     w = np.stack([TRUTH["weights"], TRUTH["weights"][::-1]])[None]
-    batch = responsibilities(x, w, np.broadcast_to(TRUTH["locs"], (1, 2, 2)), np.broadcast_to(TRUTH["scales"], (1, 2, 2)))
+    locs, scales = (np.broadcast_to(TRUTH[k], (1, 2, 2)) for k in ("locs", "scales"))
+    batch = responsibilities(x, w, locs, scales)
     assert batch.shape == (1, 2, 20, 2)
-    np.testing.assert_allclose(batch[0, 1], hand_responsibilities(x, w[0, 1], TRUTH["locs"], TRUTH["scales"]), rtol=1e-9)
+    hand = hand_responsibilities(x, w[0, 1], TRUTH["locs"], TRUTH["scales"])
+    np.testing.assert_allclose(batch[0, 1], hand, rtol=1e-9)
 
 
 def test_ordered_normal_is_the_sorted_normal_pair():
