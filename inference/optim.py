@@ -16,6 +16,7 @@ mean loss between two successive windows below `tol`).
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -115,13 +116,27 @@ def _guide_draws(guide: Callable, data: dict, structure: ModelStructure, num_sam
     conditioned = poutine.condition(guide, structure.full_plates) if structure.full_plates else guide
     with torch.no_grad(), full_size_plates():
         try:
-            draws = Predictive(conditioned, num_samples=num_samples, return_sites=sites, parallel=True)(**data)
+            draws = _unpad(Predictive(conditioned, num_samples=num_samples, return_sites=sites, parallel=True)(**data),
+                           structure, num_samples)
             ok = all(draws[s].shape[1:] == structure.trace.nodes[s]["value"].shape for s in sites)
         except (RuntimeError, ValueError, IndexError):
             ok = False
         if not ok:
-            draws = Predictive(conditioned, num_samples=num_samples, return_sites=sites)(**data)
+            draws = _unpad(Predictive(conditioned, num_samples=num_samples, return_sites=sites)(**data),
+                           structure, num_samples)
     return {k: draws[k].detach().cpu().numpy()[None] for k in sites}
+
+
+def _unpad(draws: dict, structure: ModelStructure, num_samples: int) -> dict:
+    """Drop the singleton plate dims Predictive pads a site with when the guide has plates it lies outside
+    (a Dirichlet `pi` beside a plated `theta` comes back (S, 1, K)): reshape to (S, *site shape)."""
+    out = {}
+    for name, value in draws.items():
+        shape = tuple(structure.trace.nodes[name]["value"].shape)
+        if tuple(value.shape[1:]) != shape and value.numel() == num_samples * math.prod(shape):
+            value = value.reshape((num_samples,) + shape)
+        out[name] = value
+    return out
 
 
 def run_svi(model, data, structure: ModelStructure, *, guide="normal", num_steps=2000, lr=0.01, tol=1e-4,
