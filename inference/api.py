@@ -8,12 +8,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyro
 
-from ppl_models.data import plain_data
+from ppl_models.data import DataError, plain_data
+from ppl_models.registry import resolve
 
 from .errors import InputError
 from .mcmc import run_mcmc
@@ -36,20 +37,6 @@ OPTIONS = {
     "mle": {"optimizer": None, "num_steps": None, "lr": 0.05, "tol": None},
 }
 _POSITIVE_INTS = ("num_chains", "num_samples", "num_steps", "num_particles", "max_tree_depth")
-
-
-def _resolve(model: Any) -> tuple[Any, Callable, str | None]:
-    """(spec or None, the Pyro callable, its name) for a registered name, a ModelSpec or a callable."""
-    import ppl_models
-
-    if isinstance(model, str):
-        spec = ppl_models.get(model)  # KeyError listing the known names
-        return spec, spec.model, spec.name
-    if isinstance(model, ppl_models.ModelSpec):
-        return model, model.model, model.name
-    if callable(model):
-        return None, model, getattr(model, "__name__", None)
-    raise InputError("model", f"must be a registered name, a ModelSpec or a Pyro callable, got {type(model).__name__}")
 
 
 def _check_options(method: str, options: dict) -> dict:
@@ -99,7 +86,10 @@ def fit(model: Any, data: dict | None = None, method: str | None = None, seed: i
         KeyError: unknown model name (the message lists the known names).
         ppl_models.DataError / InputError: bad data or options, naming the field and the problem.
     """
-    spec, fn, name = _resolve(model)
+    try:
+        spec, fn, name = resolve(model)
+    except DataError as exc:  # not a model at all: this package's own error type
+        raise InputError(exc.field, exc.problem) from None
     if method is None:
         method = spec.default_method if spec is not None else "nuts"
     if method not in METHODS:

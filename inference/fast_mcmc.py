@@ -8,7 +8,6 @@ broadcast over an outer plate); the caller then falls back to Pyro's kernels.
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import numpy as np

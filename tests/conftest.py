@@ -30,3 +30,12 @@ def shared_data() -> Path:
     if path is None:
         pytest.skip("../shared/data is absent (reference posteriors and Cora ship only beside the repository)")
     return path
+
+
+@pytest.fixture
+def float64():
+    """Run a test in double precision (closed-form oracles compared to 1e-6), then restore the default."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)

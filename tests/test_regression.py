@@ -26,13 +26,6 @@ from ppl_models.regression import (LINEAR_TRUTH, class_probabilities, gaussian_p
                                    softmax_regression)
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
 
 def _linear_data(seed=1, n=60):
     rng = np.random.default_rng(seed)

@@ -9,7 +9,6 @@ import arviz as az
 import numpy as np
 import pyro
 import pytest
-import torch
 from sklearn.naive_bayes import GaussianNB
 
 import ppl_models
@@ -21,13 +20,6 @@ from ppl_models.two_class import class_posterior, mle, rho_posterior, two_class
 def _normal_pdf(x, mu, sigma):
     return math.exp(-0.5 * ((x - mu) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
 
-
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
 
 
 def test_class_posterior_is_bayes_rule_by_hand():
