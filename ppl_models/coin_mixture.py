@@ -112,6 +112,6 @@ SPEC = register(
             "M": Option(1, "tosses per observation to sample when flips is None", low=1),
         },
         display={"plate_index": {"K": "i", "N": "j"}, "labels": {"flips": "x"}},
-        demo={"num_chains": 2, "num_samples": 300, "num_warmup": 300},
+        demo={"num_chains": 2, "num_samples": 200, "num_warmup": 200, "jit_compile": True},
     )
 )

@@ -146,7 +146,8 @@ SPEC = register(
         description="Factor analysis: z_i ~ N(0, I_K), x_i ~ N(W z_i + mu, diag(psi)); z integrated out by default",
         fields=FIELDS,
         options=_options("HalfCauchy prior scale of each noise variance psi_d"),
-        demo={"num_chains": 2, "num_samples": 300, "num_warmup": 300},
+        # W's rotation invariance makes NUTS trees deep; a bounded depth keeps the demo short
+        demo={"num_chains": 2, "num_samples": 200, "num_warmup": 200, "max_tree_depth": 6, "jit_compile": True},
     )
 )
 
@@ -160,6 +161,7 @@ PPCA_SPEC = register(
         description="Probabilistic PCA: z_i ~ N(0, I_K), x_i ~ N(W z_i + mu, sigma^2 I); z integrated out by default",
         fields=FIELDS,
         options=_options("HalfCauchy prior scale of the noise sd sigma"),
-        demo={"num_chains": 2, "num_samples": 300, "num_warmup": 300},
+        # W's rotation invariance makes NUTS trees deep; a bounded depth keeps the demo short
+        demo={"num_chains": 2, "num_samples": 200, "num_warmup": 200, "max_tree_depth": 6, "jit_compile": True},
     )
 )

@@ -223,6 +223,6 @@ SPEC = register(
             "D": Option(1, "dimension of the points to sample when x is None", low=1),
         },
         display={"labels": {"weights": "pi", "locs": "mu", "scales": "sigma"}},
-        demo={"num_chains": 2, "num_samples": 300, "num_warmup": 300},
+        demo={"num_chains": 2, "num_samples": 200, "num_warmup": 200, "jit_compile": True},
     )
 )

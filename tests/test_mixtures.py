@@ -258,5 +258,7 @@ def test_gmm_nuts_reproduces_stan_low_dim_gauss_mix(shared_data):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["gmm", "coin_mixture"])
 def test_hmc_runs_with_enumeration(name):
-    post = fit(name, None, method="hmc", seed=0, num_chains=1, num_samples=20, num_warmup=20, progress=False)
+    # a short trajectory: with the default 2 pi and the adapted step size, one gmm run took 12 minutes
+    post = fit(name, None, method="hmc", seed=0, num_chains=1, num_samples=20, num_warmup=20, trajectory_length=0.5,
+               jit_compile=True, progress=False)
     assert post.to_arviz(prior=False).log_likelihood.sizes["draw"] == 20
