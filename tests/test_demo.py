@@ -19,7 +19,7 @@ from ppl.report import ModelReport, inline_svg, page
 
 TINY = {"nuts": {"num_chains": 1, "num_samples": 40, "num_warmup": 40},
         "hmc": {"num_chains": 1, "num_samples": 40, "num_warmup": 40},
-        "svi": {"num_steps": 60, "num_samples": 40}, "map": {"num_steps": 60}, "mle": {"num_steps": 60}}
+        "svi": {"num_steps": 60, "num_samples": 10}, "map": {"num_steps": 60}, "mle": {"num_steps": 60}}
 
 
 class _Links(html.parser.HTMLParser):
@@ -166,3 +166,17 @@ def test_check_helpers_use_the_mcse():
     assert not within_mcse("x", draws, 1.3).passed  # 0.3 is about 13 standard errors away
     assert not combine([Check(True, "a"), Check(False, "b")]).passed
     assert run_check("no_such_model", None, {}) is None
+
+
+def test_summary_table_keeps_small_sites_and_a_few_rows_of_large_ones():
+    import pandas as pd
+
+    from ppl.report import SHOWN_SITE_ROWS, summary_table
+
+    index = ["sigma"] + [f"z[{i}]" for i in range(50)] + ["w[0]", "w[1]"]
+    table = pd.DataFrame({"mean": np.arange(len(index), dtype=float), "r_hat": np.nan}, index=index)
+    text = summary_table(table)
+    assert text.count("<tr>") == 1 + 3 + SHOWN_SITE_ROWS  # header, the small sites, the first rows of z
+    assert "<th>w[1]</th>" in text and f"<th>z[{SHOWN_SITE_ROWS}]</th>" not in text
+    assert "r_hat" not in text  # a column with no values (one chain) is dropped
+    assert f"and {50 - SHOWN_SITE_ROWS} more rows in summary.csv" in text
