@@ -8,12 +8,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyro
 
-from ppl_models.data import plain_data
+from ppl_models.data import DataError, plain_data
+from ppl_models.registry import resolve
 
 from .errors import InputError
 from .mcmc import run_mcmc
@@ -26,7 +27,8 @@ METHODS = ("nuts", "hmc", "svi", "map", "mle")
 
 _MCMC_OPTIONS = {"num_chains": 4, "num_samples": 1000, "num_warmup": 1000, "target_accept": 0.8,
                  "max_tree_depth": 10, "full_mass": False, "jit_compile": False, "step_size": 1.0,
-                 "trajectory_length": None}
+                 "trajectory_length": None, "backend": "fast"}
+BACKENDS = ("fast", "pyro")
 OPTIONS = {
     "nuts": {k: v for k, v in _MCMC_OPTIONS.items() if k != "trajectory_length"},
     "hmc": {k: v for k, v in _MCMC_OPTIONS.items() if k != "max_tree_depth"},
@@ -35,20 +37,6 @@ OPTIONS = {
     "mle": {"optimizer": None, "num_steps": None, "lr": 0.05, "tol": None},
 }
 _POSITIVE_INTS = ("num_chains", "num_samples", "num_steps", "num_particles", "max_tree_depth")
-
-
-def _resolve(model: Any) -> tuple[Any, Callable, str | None]:
-    """(spec or None, the Pyro callable, its name) for a registered name, a ModelSpec or a callable."""
-    import ppl_models
-
-    if isinstance(model, str):
-        spec = ppl_models.get(model)  # KeyError listing the known names
-        return spec, spec.model, spec.name
-    if isinstance(model, ppl_models.ModelSpec):
-        return model, model.model, model.name
-    if callable(model):
-        return None, model, getattr(model, "__name__", None)
-    raise InputError("model", f"must be a registered name, a ModelSpec or a Pyro callable, got {type(model).__name__}")
 
 
 def _check_options(method: str, options: dict) -> dict:
@@ -62,6 +50,8 @@ def _check_options(method: str, options: dict) -> dict:
                 raise InputError(key, f"must be a positive whole number, got {value!r}")
         if key == "num_warmup" and (not isinstance(value, (int, np.integer)) or value < 0):
             raise InputError(key, f"must be a non-negative whole number, got {value!r}")
+        if key == "backend" and value not in BACKENDS:
+            raise InputError(key, f"unknown backend {value!r}; choose one of {', '.join(BACKENDS)}")
         if key in ("lr", "target_accept", "step_size") and not (isinstance(value, (int, float)) and value > 0):
             raise InputError(key, f"must be a positive number, got {value!r}")
     return {**allowed, **options}
@@ -81,7 +71,11 @@ def fit(model: Any, data: dict | None = None, method: str | None = None, seed: i
         progress: show progress bars.
         **options: engine options. MCMC: ``num_chains`` (4), ``num_samples`` (1000), ``num_warmup``
             (1000), ``target_accept`` (0.8), ``max_tree_depth`` (10, NUTS), ``full_mass`` (False),
-            ``jit_compile`` (False), ``step_size`` (initial), ``trajectory_length`` (HMC, 2 pi).
+            ``jit_compile`` (False, Pyro backend), ``step_size`` (initial), ``trajectory_length`` (HMC, 2 pi),
+            ``backend``: ``"fast"`` (default: every chain advanced at once as one batch on a compiled
+            potential, see docs/mcmc.md; models it cannot run, such as ones with enumerated discrete
+            sites, fall back to Pyro with a note) or ``"pyro"`` (Pyro's own NUTS/HMC kernels, one chain
+            after another).
             SVI: ``guide`` (``normal``, ``mvn``, ``delta`` or a callable; default the model's own guide,
             else ``normal``), ``num_steps`` (2000), ``lr`` (0.01), ``tol`` (1e-4, relative change of the
             windowed mean loss that stops early), ``num_samples`` (1000 draws from the guide),
@@ -92,7 +86,10 @@ def fit(model: Any, data: dict | None = None, method: str | None = None, seed: i
         KeyError: unknown model name (the message lists the known names).
         ppl_models.DataError / InputError: bad data or options, naming the field and the problem.
     """
-    spec, fn, name = _resolve(model)
+    try:
+        spec, fn, name = resolve(model)
+    except DataError as exc:  # not a model at all: this package's own error type
+        raise InputError(exc.field, exc.problem) from None
     if method is None:
         method = spec.default_method if spec is not None else "nuts"
     if method not in METHODS:
@@ -123,8 +120,9 @@ def fit(model: Any, data: dict | None = None, method: str | None = None, seed: i
         if structure.local:
             notes.append(f"local sites {', '.join(structure.local)} are sampled jointly with the global ones")
         if structure.continuous:
-            samples, sample_stats = run_mcmc(fn, data, structure, method=method, seed=seed, progress=progress,
-                                             **settings)
+            samples, sample_stats, backend_notes = run_mcmc(fn, data, structure, method=method, seed=seed,
+                                                            progress=progress, **settings)
+            notes.extend(backend_notes)
         else:
             samples = {}
             notes.append("no continuous latent sites: draws come from the exact posterior by enumeration")

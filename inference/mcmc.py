@@ -1,4 +1,5 @@
-"""NUTS and HMC through Pyro's own kernels (the reference path), one chain after another.
+"""NUTS and HMC: the fast batched backend (`fast_mcmc`, the default) or Pyro's own kernels (the reference path,
+``backend="pyro"``), one chain after another.
 
 Pyro's kernels keep the per-transition statistics ArviZ wants (acceptance, tree depth, energy) in local
 variables, so `_Recording` subclasses them and reads each statistic where it is exact:
@@ -108,8 +109,48 @@ def run_mcmc(
     step_size: float = 1.0,
     trajectory_length: float | None = None,
     progress: bool = True,
+    backend: str = "fast",
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
+    """Run `num_chains` chains of NUTS or HMC; return draws and statistics shaped (chain, draw, ...) and notes.
+
+    ``backend="fast"`` runs every chain at once on the batched sampler (`fast_mcmc`); if the model cannot
+    run that way, this falls back to Pyro's kernels and says why in the notes. ``backend="pyro"`` runs
+    Pyro's own kernels, one chain after another.
+    """
+    options = dict(num_chains=num_chains, num_samples=num_samples, num_warmup=num_warmup,
+                   target_accept=target_accept, max_tree_depth=max_tree_depth, full_mass=full_mass,
+                   jit_compile=jit_compile, step_size=step_size, trajectory_length=trajectory_length)
+    notes: list[str] = []
+    if backend == "fast":
+        from .fast_mcmc import NotBatchable, run_fast_mcmc
+
+        try:
+            return run_fast_mcmc(model, data, structure, method=method, seed=seed, progress=progress, **options)
+        except NotBatchable as exc:
+            notes.append(f"fast backend unavailable ({exc}): ran Pyro's {method.upper()} kernels instead")
+    samples, sample_stats = _run_pyro(model, data, structure, method=method, seed=seed, progress=progress, **options)
+    return samples, sample_stats, notes
+
+
+def _run_pyro(
+    model: Callable,
+    data: dict,
+    structure: ModelStructure,
+    *,
+    method: str,
+    seed: int,
+    num_chains: int,
+    num_samples: int,
+    num_warmup: int,
+    target_accept: float,
+    max_tree_depth: int,
+    full_mass: bool,
+    jit_compile: bool,
+    step_size: float,
+    trajectory_length: float | None,
+    progress: bool,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Run `num_chains` chains of Pyro's NUTS or HMC; return draws and statistics shaped (chain, draw, ...)."""
+    """Pyro's own NUTS or HMC kernels, one chain after another."""
     per_chain, stats = [], []
     for chain in range(num_chains):
         pyro.set_rng_seed(seed * 1_000 + chain)

@@ -16,11 +16,13 @@ mean loss between two successive windows below `tol`).
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
 import pyro
 import torch
+import pyro.distributions as dist
 from pyro import poutine
 from pyro.infer import SVI, Predictive, Trace_ELBO, TraceEnum_ELBO
 from pyro.infer.autoguide import AutoDelta, AutoGuideList, AutoMultivariateNormal, AutoNormal
@@ -114,13 +116,27 @@ def _guide_draws(guide: Callable, data: dict, structure: ModelStructure, num_sam
     conditioned = poutine.condition(guide, structure.full_plates) if structure.full_plates else guide
     with torch.no_grad(), full_size_plates():
         try:
-            draws = Predictive(conditioned, num_samples=num_samples, return_sites=sites, parallel=True)(**data)
+            draws = _unpad(Predictive(conditioned, num_samples=num_samples, return_sites=sites, parallel=True)(**data),
+                           structure, num_samples)
             ok = all(draws[s].shape[1:] == structure.trace.nodes[s]["value"].shape for s in sites)
         except (RuntimeError, ValueError, IndexError):
             ok = False
         if not ok:
-            draws = Predictive(conditioned, num_samples=num_samples, return_sites=sites)(**data)
+            draws = _unpad(Predictive(conditioned, num_samples=num_samples, return_sites=sites)(**data),
+                           structure, num_samples)
     return {k: draws[k].detach().cpu().numpy()[None] for k in sites}
+
+
+def _unpad(draws: dict, structure: ModelStructure, num_samples: int) -> dict:
+    """Drop the singleton plate dims Predictive pads a site with when the guide has plates it lies outside
+    (a Dirichlet `pi` beside a plated `theta` comes back (S, 1, K)): reshape to (S, *site shape)."""
+    out = {}
+    for name, value in draws.items():
+        shape = tuple(structure.trace.nodes[name]["value"].shape)
+        if tuple(value.shape[1:]) != shape and value.numel() == num_samples * math.prod(shape):
+            value = value.reshape((num_samples,) + shape)
+        out[name] = value
+    return out
 
 
 def run_svi(model, data, structure: ModelStructure, *, guide="normal", num_steps=2000, lr=0.01, tol=1e-4,
@@ -150,6 +166,18 @@ def run_svi(model, data, structure: ModelStructure, *, guide="normal", num_steps
     return draws, np.asarray(history), notes, fitted
 
 
+def _has_laplace_terms(structure: ModelStructure, sites: list[str]) -> bool:
+    """Whether the objective has Laplace terms (lasso priors, absolute-error likelihoods): their kinks at
+    zero stall L-BFGS's line search, which then stops early at a wrong point without complaint."""
+    for name in sites:
+        fn = structure.trace.nodes[name]["fn"]
+        while hasattr(fn, "base_dist"):
+            fn = fn.base_dist
+        if isinstance(fn, dist.Laplace):
+            return True
+    return False
+
+
 def run_point(model, data, structure: ModelStructure, *, method: str, optimizer: str | None = None,
               num_steps: int | None = None, lr: float = 0.05, tol: float | None = None, progress=True,
               seed=0):
@@ -176,7 +204,12 @@ def run_point(model, data, structure: ModelStructure, *, method: str, optimizer:
         notes.append(f"discrete sites {', '.join(structure.enumerated)} summed out exactly by enumeration; "
                      "their reported values are the most probable assignment given the estimate")
     stochastic = bool(structure.local)
-    optimizer = optimizer or ("adam" if stochastic else "lbfgs")
+    scored = structure.observed + (structure.global_ if method == "map" else [])
+    kinked = _has_laplace_terms(structure, scored)
+    optimizer = optimizer or ("adam" if stochastic or kinked else "lbfgs")
+    if kinked and optimizer == "adam":
+        notes.append("Laplace terms in the objective: Adam (with a decaying step) rather than L-BFGS, whose "
+                     "line search stalls at their kinks; estimates meant to be exactly zero come out near zero")
     if optimizer not in ("adam", "lbfgs"):
         raise InputError("optimizer", f"must be 'adam' or 'lbfgs', got {optimizer!r}")
     if optimizer == "lbfgs" and stochastic:

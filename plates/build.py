@@ -21,7 +21,8 @@ from typing import Any, Callable, Mapping
 import networkx as nx
 import torch
 
-from ppl_models.data import plain_data
+from ppl_models.data import DataError, plain_data
+from ppl_models.registry import resolve
 
 from .errors import PlateError
 from .extract import DATA, HYPER, Extraction, extract, param_group
@@ -29,19 +30,6 @@ from .plategraph import PlateGraph, distribution_text
 from .symbols import canonical, index_letter, number
 
 _OPTIONS = ("guide", "labels", "plate_index", "seed", "distributions")
-
-
-def _resolve(model: Any) -> tuple[Any, Callable, str | None]:
-    import ppl_models
-
-    if isinstance(model, str):
-        spec = ppl_models.get(model)  # KeyError listing the known names
-        return spec, spec.model, spec.name
-    if isinstance(model, ppl_models.ModelSpec):
-        return model, model.model, model.name
-    if callable(model):
-        return None, model, getattr(model, "__name__", type(model).__name__)
-    raise PlateError("model", f"must be a registered name, a ModelSpec or a Pyro callable, got {type(model).__name__}")
 
 
 def _plain_kwargs(fn: Callable, data: Mapping[str, Any]) -> dict:
@@ -79,7 +67,10 @@ def graph(model: Any, data: Mapping[str, Any] | None = None, **options: Any) -> 
     for key in options:
         if key not in _OPTIONS:
             raise PlateError(key, f"is not an option of plates.graph; options are {', '.join(_OPTIONS)}")
-    spec, fn, name = _resolve(model)
+    try:
+        spec, fn, name = resolve(model)
+    except DataError as exc:  # not a model at all: this package's own error type
+        raise PlateError(exc.field, exc.problem) from None
     seed = int(options.get("seed", 0))
     if spec is not None:
         kwargs = spec.validate(spec.default_data(seed=seed) if data is None else data)

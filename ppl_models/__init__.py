@@ -9,6 +9,6 @@ This package imports only pyro, torch and numpy: it knows nothing of inference e
 """
 
 from .data import DataError, Field, Option
-from .registry import ALL_ENGINES, ModelSpec, get, names, register
+from .registry import ALL_ENGINES, ModelSpec, get, names, register, resolve
 
-__all__ = ["ModelSpec", "Field", "Option", "DataError", "get", "names", "register", "ALL_ENGINES"]
+__all__ = ["ModelSpec", "Field", "Option", "DataError", "get", "names", "register", "resolve", "ALL_ENGINES"]

@@ -611,6 +611,7 @@ SPEC = register(
         guide=graph_vae_guide,
         default_data=default_data,
         engines=("svi",),
+        demo={"num_steps": 300, "num_samples": 50},  # a quick look for `ppl demo`; fit() defaults train fully
         description="GraphVAE: graph-level z ~ N(0, I), node types and edges from a decoder, Hungarian matching",
         fields=(
             Field("adjacency", "binary", (("G", "M", "M"),), "padded symmetric adjacency matrices",

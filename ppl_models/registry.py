@@ -86,6 +86,22 @@ def get(name: str) -> ModelSpec:
         raise KeyError(f"unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))}") from None
 
 
+def resolve(model: Any) -> tuple[ModelSpec | None, Callable[..., Any], str | None]:
+    """(spec or None, the Pyro callable, its name) for a registered name, a `ModelSpec` or any callable.
+
+    An unknown name raises `KeyError` listing the known names; anything else that is not callable raises
+    `DataError` for the field ``model``.
+    """
+    if isinstance(model, str):
+        spec = get(model)
+        return spec, spec.model, spec.name
+    if isinstance(model, ModelSpec):
+        return model, model.model, model.name
+    if callable(model):
+        return None, model, getattr(model, "__name__", type(model).__name__)
+    raise DataError("model", f"must be a registered name, a ModelSpec or a Pyro callable, got {type(model).__name__}")
+
+
 _loaded = False
 
 
@@ -108,4 +124,4 @@ def _load_all() -> None:
     _loaded = True
 
 
-__all__ = ["ModelSpec", "register", "names", "get", "Field", "DataError", "ALL_ENGINES"]
+__all__ = ["ModelSpec", "register", "names", "get", "resolve", "Field", "DataError", "ALL_ENGINES"]

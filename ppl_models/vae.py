@@ -338,6 +338,7 @@ SPEC = register(
         guide=vae_guide,
         default_data=default_data,
         engines=("svi",),
+        demo={"num_steps": 800, "num_samples": 100},  # a quick look for `ppl demo`; fit() defaults train fully
         description="Variational auto-encoder: z_i ~ N(0, I), x_i ~ p_theta(x | z_i), amortized encoder guide",
         fields=(Field("x", "unit", (("N", "D"),), "data points in [0, 1], one per row (e.g. images)"),),
         options={

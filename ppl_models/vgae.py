@@ -250,6 +250,7 @@ SPEC = register(
         guide=vgae_guide,
         default_data=default_data,
         engines=("svi",),
+        demo={"num_steps": 400, "num_samples": 100},  # a quick look for `ppl demo`; fit() defaults train fully
         description="Variational graph auto-encoder: z_i ~ N(0, I), A_ij ~ Bernoulli(sigmoid(z_i . z_j)), GCN guide",
         fields=(
             Field("edges", "count", (("E", "two"),), "undirected edges as node index pairs, each once",

@@ -6,8 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+# The tests' tensors are small: intra-op threads only add contention (badly so on a loaded 2-core machine).
+torch.set_num_threads(1)
 
 
 def shared_data_dir() -> Path | None:
@@ -25,3 +30,12 @@ def shared_data() -> Path:
     if path is None:
         pytest.skip("../shared/data is absent (reference posteriors and Cora ship only beside the repository)")
     return path
+
+
+@pytest.fixture
+def float64():
+    """Run a test in double precision (closed-form oracles compared to 1e-6), then restore the default."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
