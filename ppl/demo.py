@@ -27,7 +27,7 @@ from .report import ModelReport, describe_data, inline_svg, page
 QUICK: dict[str, dict[str, Any]] = {
     "nuts": {"num_chains": 2, "num_samples": 500, "num_warmup": 300},
     "hmc": {"num_chains": 2, "num_samples": 500, "num_warmup": 300},
-    "svi": {"num_steps": 1500, "num_samples": 1000},
+    "svi": {"num_steps": 500, "num_samples": 100},
     "map": {},
     "mle": {},
 }

@@ -104,6 +104,8 @@ def loss_plot(post: Any, path: Path) -> Path:
     fig, axes = plt.subplots(1, 2 if many else 1, figsize=(9 if many else 5, 2.8), squeeze=False)
     ax = axes[0, 0]
     ax.plot(steps, loss, color=COLORS[0], lw=0.8, marker=None if many else "o", ms=3)
+    if loss.min() > 0 and loss.max() / loss.min() > 20:  # a steep start would flatten the rest
+        ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel(name)
     ax.set_title(f"{name} over {loss.size} steps (final {loss[-1]:.4g})", fontsize=10)

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 MAX_SUMMARY_ROWS = 24
+MAX_SITE_ROWS = 12  # a site with more rows (one per data point, like a VAE's z) ...
+SHOWN_SITE_ROWS = 6  # ... shows its first few
 
 
 @dataclass
@@ -45,7 +47,12 @@ class ModelReport:
 
     @property
     def diagnostics(self) -> str:
-        return "failed" if self.error else ("problems" if self.problems else "ok")
+        """failed (the fit raised), problems, ok, or n/a (no sampler diagnostics apply: SVI, MAP, MLE)."""
+        if self.error:
+            return "failed"
+        if self.problems:
+            return "problems"
+        return "ok" if self.method in ("nuts", "hmc") else "n/a"
 
     @property
     def oracle(self) -> str:
@@ -103,11 +110,22 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
+def _site(row_name: Any) -> str:
+    return str(row_name).split("[", 1)[0]
+
+
 def summary_table(summary: pd.DataFrame | None) -> str:
-    """The ArviZ summary as an HTML table (at most MAX_SUMMARY_ROWS rows; the rest are in summary.csv)."""
+    """The ArviZ summary as an HTML table: every row of a small site, the first SHOWN_SITE_ROWS of a site
+    with more than MAX_SITE_ROWS (one per data point), at most MAX_SUMMARY_ROWS in all; the rest are in
+    summary.csv. Columns with no value at all (R-hat of a single chain) are left out."""
     if summary is None or summary.empty:
         return "<p class='muted'>no summary (the posterior has no draws to summarise)</p>"
-    shown = summary.head(MAX_SUMMARY_ROWS)
+    summary = summary.dropna(axis=1, how="all")
+    sites = pd.Series([_site(i) for i in summary.index], index=summary.index)
+    rank = sites.groupby(sites).cumcount()
+    size = sites.map(sites.value_counts())
+    keep = (size <= MAX_SITE_ROWS) | (rank < SHOWN_SITE_ROWS)
+    shown = summary[keep.values].head(MAX_SUMMARY_ROWS)
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
     rows = []
     for name, row in shown.iterrows():
@@ -129,7 +147,7 @@ def _badge(text: str, kind: str) -> str:
 
 def _status_badges(r: ModelReport) -> str:
     diag = {"ok": ("diagnostics ok", "ok"), "problems": (f"{len(r.problems)} diagnostic warning(s)", "warn"),
-            "failed": ("fit failed", "bad")}[r.diagnostics]
+            "failed": ("fit failed", "bad"), "n/a": (f"no sampler diagnostics ({r.method})", "muted")}[r.diagnostics]
     oracle = {"passed": ("oracle check passed", "ok"), "failed": ("oracle check FAILED", "bad"),
               "none": ("no oracle", "muted")}[r.oracle]
     return _badge(*diag) + " " + _badge(*oracle)
@@ -176,8 +194,11 @@ def _section(r: ModelReport) -> str:
     out.append(summary_table(r.summary))
     for problem in r.problems:
         out.append(f"<p class='warn'>warning: {e(problem)}</p>")
-    if not r.problems:
-        out.append("<p class='ok'>diagnostics: no problems found</p>")
+    if r.diagnostics == "ok":
+        out.append("<p class='ok'>diagnostics: no problems found (R-hat, bulk ESS, divergences)</p>")
+    elif r.diagnostics == "n/a":
+        out.append(f"<p class='muted'>R-hat, ESS and divergences are MCMC diagnostics; for {e(r.method)} the "
+                   "objective's curve below shows whether the optimisation settled</p>")
     if r.figure:
         out.append(f"<figure><img src='{e(r.figure)}' alt='{e(r.figure_caption)}'>"
                    f"<figcaption>{e(r.figure_caption)}</figcaption></figure>")
@@ -234,7 +255,7 @@ def page(reports: list[ModelReport], total_seconds: float | None = None) -> str:
              "<table class='overview'><thead><tr><th>model</th><th>engine</th><th>time</th><th>diagnostics</th>"
              "<th>oracle check</th></tr></thead><tbody>"]
     for r in reports:
-        diag_kind = {"ok": "ok", "problems": "warn", "failed": "bad"}[r.diagnostics]
+        diag_kind = {"ok": "ok", "problems": "warn", "failed": "bad", "n/a": "muted"}[r.diagnostics]
         oracle_kind = {"passed": "ok", "failed": "bad", "none": "muted"}[r.oracle]
         parts.append(f"<tr><td><a href='#{e(r.name)}'>{e(r.name)}</a></td><td>{e(r.method)}</td>"
                      f"<td>{r.seconds:.1f} s</td><td class='{diag_kind}'>{r.diagnostics}</td>"

@@ -19,7 +19,7 @@ from ppl.report import ModelReport, inline_svg, page
 
 TINY = {"nuts": {"num_chains": 1, "num_samples": 40, "num_warmup": 40},
         "hmc": {"num_chains": 1, "num_samples": 40, "num_warmup": 40},
-        "svi": {"num_steps": 60, "num_samples": 40}, "map": {"num_steps": 60}, "mle": {"num_steps": 60}}
+        "svi": {"num_steps": 60, "num_samples": 10}, "map": {"num_steps": 60}, "mle": {"num_steps": 60}}
 
 
 class _Links(html.parser.HTMLParser):
@@ -166,3 +166,60 @@ def test_check_helpers_use_the_mcse():
     assert not within_mcse("x", draws, 1.3).passed  # 0.3 is about 13 standard errors away
     assert not combine([Check(True, "a"), Check(False, "b")]).passed
     assert run_check("no_such_model", None, {}) is None
+
+
+def test_summary_table_keeps_small_sites_and_a_few_rows_of_large_ones():
+    import pandas as pd
+
+    from ppl.report import SHOWN_SITE_ROWS, summary_table
+
+    index = ["sigma"] + [f"z[{i}]" for i in range(50)] + ["w[0]", "w[1]"]
+    table = pd.DataFrame({"mean": np.arange(len(index), dtype=float), "r_hat": np.nan}, index=index)
+    text = summary_table(table)
+    assert text.count("<tr>") == 1 + 3 + SHOWN_SITE_ROWS  # header, the small sites, the first rows of z
+    assert "<th>w[1]</th>" in text and f"<th>z[{SHOWN_SITE_ROWS}]</th>" not in text
+    assert "r_hat" not in text  # a column with no values (one chain) is dropped
+    assert f"and {50 - SHOWN_SITE_ROWS} more rows in summary.csv" in text
+
+
+@pytest.mark.slow
+def test_linear_regression_oracle_equals_brute_force_quadrature_of_the_model_density():
+    """The quadrature-over-sigma posterior against a 3-D grid of the model's own log density (D = 1)."""
+    pytest.importorskip("ppl_models.regression")
+    import torch
+    from pyro import poutine
+    from scipy import stats
+
+    from ppl.checks import linear_regression_posterior
+    from ppl_models.regression import linear_regression
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(30, 1))
+    y = 0.5 + 1.2 * X[:, 0] + 0.8 * rng.normal(size=30)
+    y_loc, y_scale, xbar = y.mean(), y.std(), X.mean()
+
+    def log_joint(a, b, s):  # the model's density, written out: checked against Pyro's below
+        return (stats.norm(0, 1).logpdf(b) + stats.norm(y_loc - b * xbar, 2.5 * y_scale).logpdf(a)
+                + stats.halfcauchy(scale=y_scale).logpdf(s)
+                + stats.norm(a[..., None] + b[..., None] * X[:, 0], s[..., None]).logpdf(y).sum(-1))
+
+    for a, b, s in [(0.3, 1.0, 0.7), (0.9, 0.2, 1.4)]:
+        values = {"intercept": torch.tensor(a), "coef": torch.tensor([b]), "sigma": torch.tensor(s)}
+        trace = poutine.trace(poutine.condition(linear_regression, values)).get_trace(
+            X=torch.tensor(X, dtype=torch.float64), y=torch.tensor(y, dtype=torch.float64))
+        assert log_joint(np.array(a), np.array(b), np.array(s)) == pytest.approx(float(trace.log_prob_sum()), rel=1e-6)
+
+    exact = linear_regression_posterior({"X": X, "y": y})
+    grids = [np.linspace(m - 7 * sd, m + 7 * sd, 61) for m, sd in
+             (exact["intercept"], (exact["coef"][0][0], exact["coef"][1][0]), exact["sigma"])]
+    grids[2] = grids[2][grids[2] > 0]
+    A, B, S = np.meshgrid(*grids, indexing="ij")
+    logp = log_joint(A, B, S)
+    w = np.exp(logp - logp.max())
+    w /= w.sum()
+    for site, grid in (("intercept", A), ("coef", B), ("sigma", S)):
+        mean = (w * grid).sum()
+        sd = np.sqrt((w * grid**2).sum() - mean**2)
+        m_exact, sd_exact = (np.ravel(v)[0] for v in exact[site])
+        assert mean == pytest.approx(m_exact, abs=0.01 * sd_exact), site
+        assert sd == pytest.approx(sd_exact, rel=0.01), site
