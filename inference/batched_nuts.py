@@ -136,16 +136,22 @@ class Leaf:
     one on a probe state.
     """
 
-    def __init__(self, value_and_grad: ValueAndGrad):
+    def __init__(self, value_and_grad: ValueAndGrad, robust: ValueAndGrad | None = None,
+                 is_failure: Callable[[BaseException], bool] | None = None):
         self.value_and_grad = value_and_grad
+        self.robust = robust                  # evaluates chain by chain when the batch fails numerically
+        self.is_failure = is_failure or (lambda exc: False)
         self.compiled: Callable | None = None
         self.evaluations = 0
 
-    def eager(self, z, r, g, v, step, inverse_mass, H0, active, u, log_w, s_z, s_U, s_g, r_sum, div,
-              sum_accept, n_steps):
+    def eager(self, *state):
+        return self._step(self.value_and_grad, *state)
+
+    def _step(self, value_and_grad, z, r, g, v, step, inverse_mass, H0, active, u, log_w, s_z, s_U, s_g,
+              r_sum, div, sum_accept, n_steps):
         r_half = r - 0.5 * step * g
         z1 = z + step * _velocity(inverse_mass, r_half)
-        U1, g1 = self.value_and_grad(z1)
+        U1, g1 = value_and_grad(z1)
         r1 = r_half - 0.5 * step * g1
         v1 = _velocity(inverse_mass, r1)
         dH = U1 + 0.5 * (r1 * v1).sum(-1) - H0
@@ -167,9 +173,14 @@ class Leaf:
 
     def __call__(self, *args):
         self.evaluations += 1
-        if self.compiled is not None:
-            return self.compiled(*args)
-        return self.eager(*args)
+        try:
+            if self.compiled is not None:
+                return self.compiled(*args)
+            return self.eager(*args)
+        except Exception as exc:  # one chain's linear algebra failed: redo this leaf chain by chain
+            if self.robust is None or not self.is_failure(exc):
+                raise
+            return self._step(self.robust, *args)
 
     def compile(self, examples: list[tuple]) -> bool:
         """Record and compile `eager` at the shapes of ``examples[0]``; keep it only if it matches eager on
@@ -444,12 +455,15 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
                full_mass: bool = False, step_size: float = 1.0, trajectory_length: float | None = None,
                generator: torch.Generator, progress: bool = False,
                traceable: ValueAndGrad | None = None,
+               is_failure: Callable[[BaseException], bool] | None = None,
                on_compiled: Callable[[bool], None] | None = None) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """Warm up and sample every chain of ``z0`` ``(C, D)`` together.
 
     `value_and_grad` gives (U, dU/dz) for a ``(C, D)`` batch. `traceable`, if given, is a version of it
     that ``make_fx`` can record (plain tensor code, no compiled parts): the NUTS leaf step is then
-    compiled around it (and ``on_compiled`` is told whether that succeeded).
+    compiled around it (and ``on_compiled`` is told whether that succeeded). When a leaf step raises an
+    exception that ``is_failure`` accepts (a numerical failure of one chain), the step is redone with
+    `value_and_grad`, which must then evaluate the chains one by one (see `BatchedPotential.per_chain`).
 
     Returns the draws ``(C, num_samples, D)`` in unconstrained space and the per-draw statistics
     (diverging, energy, lp, acceptance_rate, step_size, n_steps, and tree_depth for NUTS), each
@@ -461,7 +475,8 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
     integrator = Integrator(value_and_grad, Metric(inverse_mass))
     z = z0
     U, grad = value_and_grad(z)
-    leaf = Leaf(traceable if traceable is not None else value_and_grad)
+    leaf = Leaf(traceable if traceable is not None else value_and_grad, robust=value_and_grad,
+                is_failure=is_failure)
     if method == "nuts" and traceable is not None:
         leaf.compile([_probe_state(z, U, grad, inverse_mass, generator) for _ in range(2)])
     if on_compiled is not None:

@@ -8,16 +8,34 @@ broadcast over an outer plate); the caller then falls back to Pyro's kernels.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
 import torch
 
 from .batched_nuts import run_chains
-from .potential import BatchedPotential, NotBatchable
+from .potential import BatchedPotential, NotBatchable, is_numerical_failure
 from .structure import ModelStructure
 
 __all__ = ["run_fast_mcmc", "NotBatchable"]
+
+
+def _log_density_or_minus_inf(potential: BatchedPotential, z: torch.Tensor) -> torch.Tensor:
+    """The batched log density; where it fails numerically, each chain's own, -inf where that fails."""
+    try:
+        return potential._log_density(z)
+    except Exception as exc:
+        if not is_numerical_failure(exc):
+            raise
+    lp = z.new_full(z.shape[:1], -math.inf)
+    for c in range(z.shape[0]):
+        try:
+            lp[c] = potential._log_density(z[c:c + 1])[0]
+        except Exception as exc:
+            if not is_numerical_failure(exc):
+                raise
+    return lp
 
 
 def _initial_points(potential: BatchedPotential, C: int, generator: torch.Generator, radius: float = 2.0,
@@ -29,7 +47,7 @@ def _initial_points(potential: BatchedPotential, C: int, generator: torch.Genera
     for _ in range(tries):
         try:
             with torch.no_grad():
-                lp = potential._log_density(z)
+                lp = _log_density_or_minus_inf(potential, z)
         except NotBatchable:
             raise
         except Exception as exc:
@@ -82,6 +100,7 @@ def _run(model, data, structure, *, method, seed, num_chains, num_samples, num_w
                               full_mass=full_mass, step_size=step_size, trajectory_length=trajectory_length,
                               generator=generator, progress=progress,
                               traceable=potential._eager if compile and method == "nuts" else None,
+                              is_failure=is_numerical_failure,
                               on_compiled=record if method == "nuts" else None)
     compiled = compiled[0]
     with torch.no_grad():

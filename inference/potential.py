@@ -39,6 +39,16 @@ class NotBatchable(RuntimeError):
     """The model cannot be evaluated for all chains at once (the reason is the message)."""
 
 
+def is_numerical_failure(exc: BaseException) -> bool:
+    """A linear-algebra failure at an extreme point (a Cholesky factor of a matrix that is not positive
+    definite, a singular solve): the point has zero density, as in Pyro's own ``potential_grad``."""
+    if isinstance(exc, torch.linalg.LinAlgError):
+        return True
+    message = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        key in message for key in ("singular U", "not positive-definite", "positive definite", "cholesky"))
+
+
 @dataclass
 class LatentSite:
     """Where one continuous latent site lives in the flat unconstrained vector."""
@@ -216,8 +226,32 @@ class BatchedPotential:
 
     # ---- the interface the sampler uses ------------------------------------------------------------
     def value_and_grad(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(U, dU/dz), shapes ``(C,)`` and ``(C, dim)``; non-finite U marks an invalid point."""
-        if self._fast is not None:
-            U, g = self._fast(z)
-            return U.detach(), g.detach()
-        return self._eager(z)
+        """(U, dU/dz), shapes ``(C,)`` and ``(C, dim)``; non-finite U marks an invalid point.
+
+        One chain at a point where the model's linear algebra fails would stop the whole batch; then the
+        chains are evaluated one by one and the failing ones get U = inf (a divergence), the rest their
+        values, so each chain behaves as it would alone."""
+        try:
+            if self._fast is not None:
+                U, g = self._fast(z)
+                return U.detach(), g.detach()
+            return self._eager(z)
+        except Exception as exc:
+            if not is_numerical_failure(exc):
+                raise
+            return self.per_chain(z)
+
+    def per_chain(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`value_and_grad` one chain at a time, U = inf and a zero gradient where a chain's evaluation
+        fails numerically (the slow path, taken only after the batched evaluation failed)."""
+        U = z.new_full(z.shape[:1], math.inf)
+        grad = torch.zeros_like(z)
+        for c in range(z.shape[0]):
+            try:
+                U_c, g_c = self._eager(z[c:c + 1])
+            except Exception as exc:
+                if not is_numerical_failure(exc):
+                    raise
+                continue
+            U[c], grad[c] = U_c[0], g_c[0]
+        return U, grad

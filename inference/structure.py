@@ -115,29 +115,43 @@ def _site_dims(name: str, site: dict) -> list[str]:
     return dims
 
 
+PRIOR_DRAWS = 10  # prior draws tried before a model that fails on every one is reported as not running
+
+
+def _trace_at_full_size(model: Callable, data: dict) -> tuple:
+    with pyro.validation_enabled(True):
+        trace = poutine.trace(enumerable(model)).get_trace(**data)
+        full_plates = {
+            name: torch.arange(site["fn"].size)
+            for name, site in trace.nodes.items()
+            if site["type"] == "sample" and site_is_subsample(site)
+            and (site["fn"].subsample_size or site["fn"].size) < site["fn"].size
+        }
+        if full_plates:
+            with full_size_plates():
+                trace = poutine.trace(poutine.condition(enumerable(model), full_plates)).get_trace(**data)
+    return trace, full_plates
+
+
 def inspect_model(model: Callable, data: dict) -> ModelStructure:
     """Trace `model(**data)` once and classify its sites.
 
     Subsampled plates are traced at full size (their index sites conditioned on every index), so that
-    the structure, and every evaluation built on it, covers the whole data set.
+    the structure, and every evaluation built on it, covers the whole data set. A trace that fails is
+    retried with fresh prior draws (up to `PRIOR_DRAWS`) before the data is blamed.
     """
-    try:
-        with pyro.validation_enabled(True):
-            trace = poutine.trace(enumerable(model)).get_trace(**data)
-            full_plates = {
-                name: torch.arange(site["fn"].size)
-                for name, site in trace.nodes.items()
-                if site["type"] == "sample" and site_is_subsample(site)
-                and (site["fn"].subsample_size or site["fn"].size) < site["fn"].size
-            }
-            if full_plates:
-                with full_size_plates():
-                    trace = poutine.trace(poutine.condition(enumerable(model), full_plates)).get_trace(**data)
-    except (ValueError, RuntimeError, TypeError, IndexError) as exc:
-        reported = _reported_input_error(exc)
-        if reported is not None:  # the model itself named the field and the problem
-            raise reported from None
-        raise InputError("data", f"the model cannot run on this data: {exc}") from exc
+    for attempt in range(PRIOR_DRAWS):
+        try:
+            trace, full_plates = _trace_at_full_size(model, data)
+            break
+        except (ValueError, RuntimeError, TypeError, IndexError) as exc:
+            reported = _reported_input_error(exc)
+            if reported is not None:  # the model itself named the field and the problem
+                raise reported from None
+            if attempt == PRIOR_DRAWS - 1 or isinstance(exc, (TypeError, IndexError)):
+                raise InputError("data", f"the model cannot run on this data: {exc}") from exc
+            # a prior draw can land where the model's own arithmetic fails (a covariance that is not
+            # positive definite): draw again before blaming the data, as Pyro's initialisation does
     observed, enumerated, local, global_, determ, non_enum = [], [], [], [], [], []
     data_plates: set[str] = set()
     nesting = 0

@@ -219,3 +219,54 @@ def test_backend_option_is_checked():
 
     with pytest.raises(InputError, match="backend"):
         fit("coin", data=COIN, method="nuts", backend="stan", progress=False)
+
+
+# ---- a chain at a point where the model's linear algebra fails -------------------------------------------
+def correlation(x):
+    """rho ~ Uniform(-2, 2), x_i ~ N(0, [[1, rho], [rho, 1]]): for |rho| >= 1 the covariance is not positive
+    definite and its Cholesky factor raises, so the posterior lives on (-1, 1) only by failures."""
+    rho = pyro.sample("rho", dist.Uniform(-2.0, 2.0))
+    one = torch.ones_like(rho)
+    cov = torch.stack([torch.stack([one, rho], -1), torch.stack([rho, one], -1)], -2)
+    with pyro.plate("N", x.shape[0]):
+        pyro.sample("x", dist.MultivariateNormal(torch.zeros(2), covariance_matrix=cov), obs=x)
+
+
+def _correlated_points(n: int = 40, rho: float = 0.6) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(1)
+    L = torch.linalg.cholesky(torch.tensor([[1.0, rho], [rho, 1.0]]))
+    return torch.randn(n, 2, generator=gen) @ L.T
+
+
+def test_a_failing_chain_gets_infinite_energy_and_the_others_their_values():
+    x = _correlated_points()
+    structure = inspect_model(correlation, {"x": x})
+    pot = BatchedPotential(correlation, {"x": x}, structure, num_chains=3)
+    # unconstrained z -> rho = 4 sigmoid(z) - 2: z = 0 gives rho = 0, z = 3 gives rho = 1.81 (not PD)
+    z = torch.tensor([[0.0], [3.0], [0.5]])
+    with pytest.raises(torch.linalg.LinAlgError):
+        pot._eager(z)  # the batch as a whole fails
+    U, grad = pot.value_and_grad(z)
+    assert math.isinf(float(U[1])) and float(grad[1].abs().sum()) == 0
+    reference = -pot.unbatched_log_density(z[[0, 2]])
+    assert torch.allclose(U[[0, 2]], reference, rtol=1e-5)
+    assert torch.isfinite(grad[[0, 2]]).all()
+
+
+@pytest.mark.slow
+def test_posterior_bounded_by_failures_matches_quadrature():
+    """fit's fast NUTS on `correlation` against 20,001-point quadrature of the exact posterior on (-1, 1):
+    chains that step outside diverge there instead of stopping the run."""
+    x = _correlated_points().double()
+    grid = torch.linspace(-1, 1, 20_003, dtype=torch.float64)[1:-1]
+    sxx, syy, sxy = (x[:, 0] ** 2).sum(), (x[:, 1] ** 2).sum(), (x[:, 0] * x[:, 1]).sum()
+    det = 1 - grid ** 2
+    log_post = -0.5 * len(x) * torch.log(det) - 0.5 * (sxx + syy - 2 * grid * sxy) / det
+    w = torch.softmax(log_post, 0)
+    mean = float((w * grid).sum())
+    sd = float((w * (grid - mean) ** 2).sum().sqrt())
+    post = fit(correlation, data={"x": x.float()}, method="nuts", seed=2, num_chains=4, num_samples=1000,
+               num_warmup=500, progress=False)
+    assert "fast backend" in post.notes[0]
+    assert (np.abs(post.samples["rho"]) < 1).all()
+    _check_against(post, {"rho": (mean, sd, 0.0)})
