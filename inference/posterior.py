@@ -74,6 +74,16 @@ class Posterior:
     _idata: az.InferenceData | None = field(default=None, repr=False)
 
     # ---- shape -------------------------------------------------------------------------------------
+    def learned_parameters(self) -> contextlib.AbstractContextManager:
+        """A context in which Pyro's param store holds the parameters this fit ended with (network
+        weights, ``pyro.param`` sites), put back as it was on exit; for evaluating a fitted deep model
+        after other fits have run::
+
+            with post.learned_parameters():
+                elbo = vae.elbo_per_datum(post.data, x_test)
+        """
+        return _param_store(self.param_state)
+
     @property
     def num_chains(self) -> int:
         return next(iter(self.samples.values())).shape[0] if self.samples else 0

@@ -108,10 +108,12 @@ def _site_dims(name: str, site: dict) -> list[str]:
     value = site["value"]
     ndim = value.dim() if isinstance(value, torch.Tensor) else 0
     frames = {f.dim: f.name for f in site["cond_indep_stack"] if f.vectorized and f.dim is not None}
+    event_dim = getattr(site.get("fn"), "event_dim", 0) or 0
+    batch_ndim = max(ndim - event_dim, 0)  # plate dims count from the right of the batch dims, not the event's
     dims = []
     for axis in range(ndim):
-        neg = axis - ndim
-        dims.append(frames.get(neg, f"{name}_dim_{axis}"))
+        plate = frames.get(axis - batch_ndim) if axis < batch_ndim else None
+        dims.append(plate or f"{name}_dim_{axis}")
     return dims
 
 

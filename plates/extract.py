@@ -300,7 +300,8 @@ def extract(model: Callable, kwargs: dict, spec_fields: set[str] | None = None, 
             continue
         frames = [f for f in site["cond_indep_stack"] if f.vectorized]
         for f in frames:
-            x.plates.setdefault(f.name, {"size": int(f.size), "dim": f.dim})
+            # a subsampled plate is labelled with the data's size, not the mini-batch's
+            x.plates.setdefault(f.name, {"size": int(f.full_size or f.size), "dim": f.dim})
         plates = tuple(f.name for f in frames)
         fn = site["fn"]
         if site["infer"].get("_deterministic"):

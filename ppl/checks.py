@@ -318,3 +318,295 @@ def _bayes_net(post: Any, data: dict) -> Check:
                             + "; ".join(bad))
     return Check(True, f"{oracle}: all {total} marginals of {', '.join(hidden)} within {Z:g} standard errors "
                        f"of {draws.size} draws (largest: {worst[1]}, {worst[0]:.1f} se)")
+
+
+# ---- a posterior with no closed form: importance sampling around the mode ------------------------------
+def importance_posterior(post: Any, num_draws: int = 20_000, seed: int = 0, df: float = 5.0
+                         ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], float]:
+    """Posterior moments of every continuous site of a fitted model by self-normalised importance sampling.
+
+    The proposal is a multivariate Student-t (`df` degrees of freedom) in the unconstrained space, centred
+    at the posterior mode (found by L-BFGS on the model's log density) with the inverse Hessian there,
+    widened by 1.2, as its scale: heavier-tailed than the posterior, so the weights have finite variance.
+    Nothing is shared with the sampler but the log density itself.
+
+    Returns ``({site: (mean, sd, se of the mean)}, importance ESS)``; arrays have the site's shape.
+    """
+    import torch
+    from scipy import optimize, stats
+
+    from inference.potential import BatchedPotential
+
+    dtype = torch.float64
+    with _default_dtype(dtype):
+        data = {k: (v.to(dtype) if hasattr(v, "is_floating_point") and v.is_floating_point() else v)
+                for k, v in post.data.items()}
+        potential = BatchedPotential(post.model, data, post.structure, num_chains=1, compile=False)
+
+        def energy(z: np.ndarray) -> tuple[float, np.ndarray]:
+            U, grad = potential._eager(torch.as_tensor(z, dtype=dtype).unsqueeze(0))
+            return float(U[0]), grad[0].numpy()
+
+        result = optimize.minimize(energy, np.zeros(potential.dim), jac=True, method="L-BFGS-B",
+                                   options={"maxiter": 5000, "gtol": 1e-8})
+        mode = torch.as_tensor(result.x, dtype=dtype)
+        hessian = torch.autograd.functional.hessian(lambda z: -potential._log_density(z.unsqueeze(0))[0], mode)
+        cov = np.linalg.inv(0.5 * (hessian.numpy() + hessian.numpy().T)) * 1.2 ** 2
+        proposal = stats.multivariate_t(loc=result.x, shape=cov, df=df, seed=seed)
+        z = proposal.rvs(size=num_draws).reshape(num_draws, potential.dim)
+        log_q = proposal.logpdf(z)
+        zt = torch.as_tensor(z, dtype=dtype)
+        with torch.no_grad():
+            log_p = torch.cat([potential._log_density(chunk) for chunk in zt.split(2000)]).numpy()
+            values = {k: v.numpy() for k, v in potential.constrain(zt).items()}
+    log_w = np.where(np.isfinite(log_p), log_p - log_q, -np.inf)
+    w = np.exp(log_w - log_w.max())
+    w /= w.sum()
+    ess = float(1.0 / (w ** 2).sum())
+    moments = {}
+    for name, x in values.items():
+        wx = w.reshape((-1,) + (1,) * (x.ndim - 1))
+        mean = (wx * x).sum(0)
+        var = (wx * (x - mean) ** 2).sum(0)
+        se = np.sqrt((wx ** 2 * (x - mean) ** 2).sum(0))
+        moments[name] = (mean, np.sqrt(var), se)
+    return moments, ess
+
+
+class _default_dtype:
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def __enter__(self):
+        import torch
+
+        self.saved = torch.get_default_dtype()
+        torch.set_default_dtype(self.dtype)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_default_dtype(self.saved)
+
+
+def mcse_sd(draws: np.ndarray) -> float:
+    """Monte-Carlo standard error of the sd of draws shaped (chain, draw) (``az.mcse(method="sd")``)."""
+    import arviz as az
+
+    draws = np.asarray(draws, dtype=float)
+    try:
+        value = float(az.mcse(draws, method="sd"))
+    except (ValueError, TypeError, IndexError):
+        value = float("nan")
+    if not np.isfinite(value):
+        value = float(np.std(draws) / math.sqrt(2 * max(draws.size, 1)))
+    return value
+
+
+def against_moments(samples: dict[str, np.ndarray], exact: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                    oracle: str) -> Check:
+    """Every scalar of every site in `exact` ({site: (mean, sd, oracle se)}): the mean within 4 combined
+    standard errors (the draws' MCSE and the oracle's own), the sd within 4 combined standard errors too
+    (``az.mcse(method="sd")`` and sd / sqrt(2 ESS) of the oracle)."""
+    checks, worst = [], (-1.0, "")
+    ess = exact.pop("_ess", None)
+    for site, (mean, sd, se) in exact.items():
+        draws = np.asarray(samples[site], dtype=float)
+        flat = draws.reshape(draws.shape[:2] + (-1,))
+        mean, sd, se = (np.atleast_1d(np.asarray(a, dtype=float)).ravel() for a in (mean, sd, se))
+        for j in range(flat.shape[-1]):
+            label = f"{site}[{j}]" if flat.shape[-1] > 1 else site
+            d = flat[..., j]
+            tol_mean = Z * math.hypot(mcse_mean(d), se[j])
+            sd_se = sd[j] / math.sqrt(2 * ess) if ess else 0.0
+            tol_sd = Z * math.hypot(mcse_sd(d), sd_se)
+            err_mean, err_sd = abs(d.mean() - mean[j]), abs(d.std() - sd[j])
+            for what, err, tol, got, want in (("mean", err_mean, tol_mean, d.mean(), mean[j]),
+                                              ("sd", err_sd, tol_sd, d.std(), sd[j])):
+                text = f"{what}({label}) {got:.4g} vs {want:.4g}"
+                checks.append(Check(bool(err <= tol), f"{text}, off by {err:.2g} {'<=' if err <= tol else '>'} "
+                                                      f"{Z:g} SE = {tol:.2g}"))
+                if tol > 0 and err / tol > worst[0]:
+                    worst = (err / tol, text)
+    bad = [c.text for c in checks if not c.passed]
+    if bad:
+        return Check(False, f"{oracle}: " + "; ".join(bad))
+    return Check(True, f"{oracle}: all {len(checks) // 2} means and sds within {Z:g} standard errors "
+                       f"(closest call: {worst[1]}, {worst[0] * Z:.1f} SE)")
+
+
+def _importance_check(post: Any, data: dict) -> Check | None:
+    if post.method not in ("nuts", "hmc"):
+        return None
+    moments, ess = importance_posterior(post)
+    if ess < 1000:
+        return Check(False, f"importance sampling oracle unusable: effective sample size {ess:.0f} < 1000")
+    return against_moments(post.samples, {**moments, "_ess": ess},
+                           f"importance sampling around the mode (Student-t proposal, ESS {ess:.0f} of 20000)")
+
+
+register_check("logistic_regression")(_importance_check)
+register_check("softmax_regression")(_importance_check)
+
+
+# ---- the mixture of Bernoullis: quadrature on a grid -------------------------------------------------
+def coin_mixture_grid(flips: np.ndarray, alpha: float, beta: float, gamma: float, centre: dict,
+                      width: dict, points: int = 61) -> dict[str, np.ndarray]:
+    """Posterior means and sds of (theta_1 < theta_2, pi_1) for K = 2 coins by quadrature on a 3-D grid.
+
+    The tosses of observation j are Binomial given its coin, so the likelihood needs only the head counts;
+    the prior is symmetric in the coins, so the relabelled posterior is the posterior on theta_1 < theta_2.
+    The grid spans ``centre +- width`` per parameter (clipped to (0, 1)); it must hold the posterior:
+    a grid whose faces carry mass raises ValueError.
+    """
+    from scipy.special import xlogy
+
+    heads = flips.sum(1)
+    tosses = flips.shape[1]
+
+    def axis(name, i=None):
+        c = centre[name] if i is None else centre[name][i]
+        h = width[name] if i is None else width[name][i]
+        return np.linspace(max(c - h, 1e-6), min(c + h, 1 - 1e-6), points)
+
+    T1, T2, P1 = np.meshgrid(axis("theta", 0), axis("theta", 1), axis("pi"), indexing="ij")
+
+    def log_binom(theta):
+        return xlogy(heads, theta[..., None]) + xlogy(tosses - heads, 1 - theta[..., None])
+
+    log_post = np.logaddexp(np.log(P1)[..., None] + log_binom(T1), np.log1p(-P1)[..., None] + log_binom(T2)).sum(-1)
+    log_post += ((alpha - 1) * (np.log(T1) + np.log(T2)) + (beta - 1) * (np.log1p(-T1) + np.log1p(-T2))
+                 + (gamma - 1) * (np.log(P1) + np.log1p(-P1)))
+    log_post = np.where(T1 < T2, log_post, -np.inf)
+    w = np.exp(log_post - log_post.max())
+    w /= w.sum()
+    for ax in range(3):
+        if np.take(w, [0, -1], axis=ax).sum() > 1e-6:
+            raise ValueError("the quadrature grid does not hold the posterior (mass on its faces)")
+
+    def moments(v):
+        m = float((w * v).sum())
+        return m, float(np.sqrt(max((w * v ** 2).sum() - m ** 2, 0.0)))
+
+    return {"theta": [moments(T1), moments(T2)], "pi": moments(P1)}
+
+
+@register_check("coin_mixture")
+def _coin_mixture(post: Any, data: dict) -> Check | None:
+    """Two coins, several tosses each: relabelled MCMC draws against grid quadrature of the exact posterior."""
+    flips = np.asarray(data["flips"], dtype=float)
+    if post.method not in ("nuts", "hmc") or int(data.get("K", 2)) != 2 or flips.ndim != 2:
+        return None
+    from ppl_models.coin_mixture import relabel
+
+    s = relabel(post.samples)
+    theta, pi0 = np.asarray(s["theta"], dtype=float), np.asarray(s["pi"], dtype=float)[..., 0]
+    # the grid is centred on the draws but spans 10 of their sds each way: where it is placed does not
+    # change the answer as long as it holds the posterior, which the quadrature itself verifies
+    centre = {"theta": theta.mean((0, 1)), "pi": pi0.mean()}
+    width = {"theta": 10 * theta.std((0, 1)) + 1e-3, "pi": 10 * pi0.std() + 1e-3}
+    grid = coin_mixture_grid(flips, float(data.get("alpha", 1.0)), float(data.get("beta", 1.0)),
+                             float(data.get("gamma", 1.0)), centre, width)
+    exact = {"theta": (np.array([m for m, _ in grid["theta"]]), np.array([v for _, v in grid["theta"]]),
+                       np.zeros(2)),
+             "pi": (np.array([grid["pi"][0], 1 - grid["pi"][0]]), np.array([grid["pi"][1]] * 2), np.zeros(2))}
+    return against_moments(s, exact, "exact posterior by quadrature on a 61^3 grid (coins relabelled "
+                                              "by bias)")
+
+
+# ---- large-sample oracles: the posterior centres on scikit-learn's MLE (Bernstein-von Mises) ----------
+def centred_on(label: str, draws: np.ndarray, mle: np.ndarray, sds: float = 2.0) -> list[Check]:
+    """Each scalar's posterior mean lies within `sds` posterior sds (+ 4 MCSE) of the MLE: with many data
+    points and weak priors the posterior is approximately N(MLE, inverse Fisher information), so the two
+    differ by O(1/N) while the posterior sd is O(1/sqrt(N))."""
+    draws = np.asarray(draws, dtype=float)
+    flat = draws.reshape(draws.shape[:2] + (-1,))
+    mle = np.asarray(mle, dtype=float).ravel()
+    out = []
+    for j in range(flat.shape[-1]):
+        d = flat[..., j]
+        tol = sds * d.std() + Z * mcse_mean(d)
+        err = abs(d.mean() - mle[j])
+        name = f"{label}[{j}]" if flat.shape[-1] > 1 else label
+        out.append(Check(bool(err <= tol), f"{name}: mean {d.mean():.4g} vs MLE {mle[j]:.4g}, off by {err:.2g} "
+                                          f"{'<=' if err <= tol else '>'} {sds:g} sd + {Z:g} MCSE = {tol:.2g}"))
+    return out
+
+
+def _summarise(checks: list[Check], oracle: str) -> Check:
+    bad = [c.text for c in checks if not c.passed]
+    if bad:
+        return Check(False, f"{oracle}: " + "; ".join(bad))
+    return Check(True, f"{oracle}: all {len(checks)} posterior means agree ({checks[0].text}; ...)")
+
+
+@register_check("gmm")
+def _gmm(post: Any, data: dict) -> Check | None:
+    """1-D mixture under MCMC: weights, locations and scales centred on scikit-learn's EM estimate."""
+    x = np.asarray(data["x"], dtype=float)
+    if post.method not in ("nuts", "hmc") or x.ndim != 1:
+        return None
+    from sklearn.mixture import GaussianMixture
+
+    K = int(data.get("K", 2))
+    em = GaussianMixture(K, tol=1e-10, max_iter=2000, n_init=5, random_state=0).fit(x[:, None])
+    order = np.argsort(em.means_.ravel())  # the model's locations are ordered
+    mle = {"weights": em.weights_[order], "locs": em.means_.ravel()[order],
+           "scales": np.sqrt(em.covariances_.ravel()[order])}
+    checks = [c for site, value in mle.items() for c in centred_on(site, post.samples[site], value)]
+    return _summarise(checks, "centred on scikit-learn's GaussianMixture MLE (within 2 posterior sds)")
+
+
+def _factor_check(post: Any, data: dict, ppca: bool) -> Check | None:
+    """The implied covariance W W^T + diag(psi) (W itself is identified only up to rotation): each entry's
+    posterior mean within 3 posterior sds of the MLE's (scikit-learn FactorAnalysis / Tipping & Bishop)."""
+    if post.method not in ("nuts", "hmc"):
+        return None
+    from ppl_models.factor_analysis import implied_covariance, ppca_closed_form
+
+    x = np.asarray(data["x"], dtype=float)
+    K = int(data.get("K", 2))
+    if ppca:
+        W, sigma2 = ppca_closed_form(x, K)
+        mle, oracle = implied_covariance(W, sigma2), "Tipping & Bishop's closed-form PPCA MLE"
+        C = implied_covariance(post.samples["W"], post.samples["sigma"] ** 2)
+    else:
+        from sklearn.decomposition import FactorAnalysis
+
+        mle = FactorAnalysis(n_components=K, tol=1e-10, max_iter=20000).fit(x).get_covariance()
+        oracle = "scikit-learn FactorAnalysis MLE"
+        C = implied_covariance(post.samples["W"], post.samples["psi"])
+    D = C.shape[-1]
+    rows, cols = np.triu_indices(D)
+    checks = centred_on("cov", C[..., rows, cols], mle[rows, cols], sds=3.0)
+    return _summarise(checks, f"implied covariance centred on the {oracle} (within 3 posterior sds)")
+
+
+register_check("factor_analysis")(lambda post, data: _factor_check(post, data, ppca=False))
+register_check("ppca")(lambda post, data: _factor_check(post, data, ppca=True))
+
+
+# ---- deep models: held-out likelihood against a baseline they must beat ---------------------------------
+@register_check("vae")
+def _vae(post: Any, data: dict) -> Check | None:
+    """The held-out digits' ELBO (a lower bound of log p(x)) beats the exact held-out log-likelihood of the
+    independent-pixel Bernoulli model fitted on the same training digits, by more than 4 standard errors."""
+    if post.method != "svi" or post.data.get("likelihood", "bernoulli") != "bernoulli":
+        return None
+    import pyro
+
+    from ppl_models import vae
+
+    train, test = vae.digits_split(seed=0)
+    x = np.asarray(data["x"], dtype=float)
+    if x.shape != train.shape or not np.allclose(x, train):
+        return None  # not the default digits: no held-out split to score
+    pyro.set_rng_seed(0)
+    with post.learned_parameters():
+        elbo = vae.elbo_per_datum(post.data, test)
+    gain = elbo - vae.bernoulli_baseline(train, test)
+    se = float(gain.std(ddof=1) / math.sqrt(len(gain)))
+    ok = gain.mean() > Z * se
+    return Check(bool(ok), f"held-out ELBO {elbo.mean():.2f} nats per digit vs independent-pixel baseline "
+                           f"{(elbo - gain).mean():.2f}: gain {gain.mean():.2f} {'>' if ok else '<='} {Z:g} SE = "
+                           f"{Z * se:.2f} ({len(test)} held-out digits)")

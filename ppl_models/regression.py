@@ -67,8 +67,9 @@ def _summary(t: torch.Tensor) -> torch.Tensor:
 
 def _column_sd(X: torch.Tensor) -> torch.Tensor:
     """Standard deviation (ddof 0) of each column of X; constant columns count as 1 (they carry no scale)."""
-    sd = X.std(0, unbiased=False) if X.shape[0] > 1 else torch.ones(X.shape[-1])
-    return _summary(torch.where(sd > 0, sd, torch.ones_like(sd)))
+    values = np.asarray(X.detach().cpu().numpy(), dtype=float)
+    sd = values.std(0) if X.shape[0] > 1 else np.ones(X.shape[-1])
+    return torch.as_tensor(np.where(sd > 0, sd, 1.0), dtype=X.dtype)
 
 
 def _standardize_problem(X: torch.Tensor) -> str | None:
@@ -119,8 +120,11 @@ def _data_scale(y: torch.Tensor | None) -> tuple[float, float]:
     """(mean, sd) of the outcome, the natural location and scale of linear regression; (0, 1) without y."""
     if y is None or y.numel() < 2:
         return 0.0, 1.0
-    sd = float(y.std(unbiased=False))
-    return float(y.mean()), sd if sd > 0 else 1.0
+    # computed in NumPy: data summaries are constants of the program, not operations a tracer (the
+    # fast MCMC backend's graph recorder) should see
+    values = np.asarray(y.detach().cpu().numpy(), dtype=float)
+    sd = float(values.std())
+    return float(values.mean()), sd if sd > 0 else 1.0
 
 
 def _centre(X: torch.Tensor) -> torch.Tensor:

@@ -223,3 +223,87 @@ def test_linear_regression_oracle_equals_brute_force_quadrature_of_the_model_den
         m_exact, sd_exact = (np.ravel(v)[0] for v in exact[site])
         assert mean == pytest.approx(m_exact, abs=0.01 * sd_exact), site
         assert sd == pytest.approx(sd_exact, rel=0.01), site
+
+
+# ---- the oracles of the models without a closed form ---------------------------------------------------
+def test_importance_oracle_reproduces_an_exact_gaussian_posterior():
+    """Linear regression with a known sigma has a Gaussian posterior in closed form: the importance
+    sampler's moments must equal it (means within 4 of its own SE, sds within 3%)."""
+    from inference import fit
+    from ppl.checks import importance_posterior
+    from ppl_models.regression import gaussian_posterior
+
+    data = {**ppl_models.get("linear_regression").default_data(seed=0), "sigma": 1.0}
+    post = fit("linear_regression", data, method="map", progress=False)  # only its model and data are used
+    moments, ess = importance_posterior(post, num_draws=20_000)
+    mean, cov = gaussian_posterior(data["X"], data["y"], 1.0)
+    got_mean = np.concatenate([np.atleast_1d(moments["intercept"][0]), moments["coef"][0]])
+    got_sd = np.concatenate([np.atleast_1d(moments["intercept"][1]), moments["coef"][1]])
+    se = np.concatenate([np.atleast_1d(moments["intercept"][2]), moments["coef"][2]])
+    assert ess > 5000
+    assert (np.abs(got_mean - mean) < 4 * se).all()
+    np.testing.assert_allclose(got_sd, np.sqrt(np.diag(cov)), rtol=0.03)
+
+
+@pytest.fixture(scope="module")
+def logistic_oracle():
+    from inference import fit
+    from ppl.checks import importance_posterior
+
+    data = ppl_models.get("logistic_regression").default_data(seed=0)
+    post = fit("logistic_regression", data, method="map", progress=False)
+    moments, ess = importance_posterior(post)
+    return post, data, moments
+
+
+def _fake_draws(moments, shift=0.0, widen=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    return {site: mean + shift * sd + widen * sd * rng.standard_normal((2, 2000) + np.shape(mean))
+            for site, (mean, sd, _) in moments.items()}
+
+
+@pytest.mark.parametrize("shift, widen, passes", [(0.0, 1.0, True), (0.5, 1.0, False), (0.0, 1.3, False)])
+def test_importance_check_passes_right_draws_and_fails_wrong_ones(logistic_oracle, shift, widen, passes):
+    post, data, moments = logistic_oracle
+    fake = SimpleNamespace(method="nuts", samples=_fake_draws(moments, shift, widen), model=post.model,
+                           data=post.data, structure=post.structure)
+    result = run_check("logistic_regression", fake, data)
+    assert result.passed == passes, result.text
+
+
+@pytest.mark.parametrize("shift, passes", [(0.0, True), (0.5, False)])
+def test_coin_mixture_quadrature_check(shift, passes):
+    from ppl.checks import coin_mixture_grid
+
+    data = ppl_models.get("coin_mixture").default_data(seed=0)
+    # a wide fixed grid (independent of any draws) gives the truth the fake draws are built from
+    grid = coin_mixture_grid(data["flips"], 1.0, 1.0, 1.0, {"theta": [0.25, 0.75], "pi": 0.45},
+                             {"theta": [0.2, 0.2], "pi": 0.3}, points=81)
+    rng = np.random.default_rng(0)
+    (m1, s1), (m2, s2) = grid["theta"]
+    mp, sp = grid["pi"]
+    theta = np.stack([m1 + shift * s1 + s1 * rng.standard_normal((2, 2000)),
+                      m2 + s2 * rng.standard_normal((2, 2000))], -1)
+    pi0 = mp + sp * rng.standard_normal((2, 2000))
+    fake = _posterior("nuts", theta=theta, pi=np.stack([pi0, 1 - pi0], -1))
+    result = run_check("coin_mixture", fake, data)
+    assert result.passed == passes, result.text
+
+
+@pytest.mark.parametrize("shift, passes", [(0.0, True), (3.0, False)])
+def test_gmm_check_centres_on_scikit_learn(shift, passes):
+    from sklearn.mixture import GaussianMixture
+
+    data = ppl_models.get("gmm").default_data(seed=0)
+    em = GaussianMixture(2, tol=1e-10, max_iter=2000, random_state=0).fit(data["x"].astype(float)[:, None])
+    order = np.argsort(em.means_.ravel())
+    rng = np.random.default_rng(0)
+
+    def around(value, sd):
+        return value + sd * rng.standard_normal((2, 1000, len(value)))
+
+    fake = _posterior("nuts", weights=around(em.weights_[order], 0.04),
+                      locs=around(em.means_.ravel()[order] + np.array([shift * 0.15, 0.0]), 0.15),
+                      scales=around(np.sqrt(em.covariances_.ravel()[order]), 0.1))
+    result = run_check("gmm", fake, data)
+    assert result.passed == passes, result.text

@@ -222,3 +222,17 @@ def test_a_later_fit_does_not_change_an_earlier_posterior():
     expected = stats.norm(w_first * x.numpy(), s).logpdf(2 * x.numpy())
     np.testing.assert_allclose(loglik, expected, rtol=1e-4)
     assert pyro.param("w").item() < -1.0  # and evaluation put the store back
+
+
+def test_arviz_dims_of_a_site_with_event_dims_name_the_plate_on_the_batch_axis():
+    """z (N, 2) in plate N with a 2-d event: the plate is the first axis, the event axis gets its own name."""
+    from inference.structure import inspect_model
+
+    def model(x):
+        with pyro.plate("N", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+            pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+    structure = inspect_model(model, {"x": torch.zeros(5, 2)})
+    assert structure.dims["z"] == ["N", "z_dim_1"]
+    assert structure.dims["x"] == ["N", "x_dim_1"]

@@ -14,7 +14,8 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 def test_there_are_notebooks():
     names = {p.name for p in NOTEBOOKS}
-    assert {"00_mle_map.ipynb", "01_coin.ipynb"} <= names
+    assert {"00_mle_map.ipynb", "01_coin.ipynb", "02_regression.ipynb", "03_gmm.ipynb", "04_factor_analysis.ipynb",
+            "05_vae.ipynb", "06_graph_models.ipynb", "07_bayes_net.ipynb"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -371,3 +371,14 @@ def test_bad_input_is_one_clear_error():
 
     with pytest.raises(DataError, match="flips"):
         plates.graph("coin", {"flips": [0, 2]})
+
+
+def test_subsampled_plate_is_labelled_with_the_full_size():
+    """A mini-batch model's plate shows the data's N, not the batch size."""
+    import numpy as np
+
+    import ppl_models
+
+    data = ppl_models.get("vae").default_data(seed=0)
+    dot = plates.graph("vae", {**data, "x": np.asarray(data["x"])[:300], "batch_size": 64}).to_dot()
+    assert "N = 300" in dot and "N = 64" not in dot
