@@ -26,8 +26,8 @@ from .structure import inspect_model
 METHODS = ("nuts", "hmc", "svi", "map", "mle")
 
 _MCMC_OPTIONS = {"num_chains": 4, "num_samples": 1000, "num_warmup": 1000, "target_accept": 0.8,
-                 "max_tree_depth": 10, "full_mass": False, "jit_compile": False, "step_size": 1.0,
-                 "trajectory_length": None, "backend": "fast"}
+                 "max_tree_depth": 10, "full_mass": None, "jit_compile": False, "step_size": 1.0,
+                 "trajectory_length": None, "backend": "fast", "warm_start": True}
 BACKENDS = ("fast", "pyro")
 OPTIONS = {
     "nuts": {k: v for k, v in _MCMC_OPTIONS.items() if k != "trajectory_length"},
@@ -50,6 +50,10 @@ def _check_options(method: str, options: dict) -> dict:
                 raise InputError(key, f"must be a positive whole number, got {value!r}")
         if key == "num_warmup" and (not isinstance(value, (int, np.integer)) or value < 0):
             raise InputError(key, f"must be a non-negative whole number, got {value!r}")
+        if key in ("warm_start", "jit_compile") and not isinstance(value, (bool, np.bool_)):
+            raise InputError(key, f"must be True or False, got {value!r}")
+        if key == "full_mass" and value is not None and not isinstance(value, (bool, np.bool_)):
+            raise InputError(key, f"must be True, False or None (dense up to 10 dimensions), got {value!r}")
         if key == "backend" and value not in BACKENDS:
             raise InputError(key, f"unknown backend {value!r}; choose one of {', '.join(BACKENDS)}")
         if key in ("lr", "target_accept", "step_size") and not (isinstance(value, (int, float)) and value > 0):
@@ -70,7 +74,9 @@ def fit(model: Any, data: dict | None = None, method: str | None = None, seed: i
         seed: every random choice of the run follows from it: the same seed gives the same draws.
         progress: show progress bars.
         **options: engine options. MCMC: ``num_chains`` (4), ``num_samples`` (1000), ``num_warmup``
-            (1000), ``target_accept`` (0.8), ``max_tree_depth`` (10, NUTS), ``full_mass`` (False),
+            (1000), ``target_accept`` (0.8), ``max_tree_depth`` (10, NUTS), ``full_mass`` (None: dense up to 10
+            unconstrained dimensions on the fast backend, else diagonal; True/False to choose),
+            ``warm_start`` (True: the fast backend's warm-up starts from the curvature at the mode),
             ``jit_compile`` (False, Pyro backend), ``step_size`` (initial), ``trajectory_length`` (HMC, 2 pi),
             ``backend``: ``"fast"`` (default: every chain advanced at once as one batch on a compiled
             potential, see docs/mcmc.md; models it cannot run, such as ones with enumerated discrete

@@ -8,6 +8,7 @@ broadcast over an outer plate); the caller then falls back to Pyro's kernels.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Callable
 
@@ -16,9 +17,17 @@ import torch
 
 from .batched_nuts import run_chains
 from .potential import BatchedPotential, NotBatchable, is_numerical_failure
+from .warm_start import laplace
 from .structure import ModelStructure
 
-__all__ = ["run_fast_mcmc", "NotBatchable"]
+__all__ = ["run_fast_mcmc", "NotBatchable", "DENSE_MAX_DIM"]
+
+# ``full_mass=None`` (the default) adapts a dense mass matrix up to this many unconstrained dimensions and
+# a diagonal one above. Measured (benchmarks/README.md): on correlated regression posteriors (kidiq,
+# earnings) dense gave 3-6x the ESS per second of diagonal; where the posterior is close to axis-aligned
+# the two were within noise; its cost, a D x D product per leapfrog step, is negligible at this size,
+# and a D x D covariance is still estimated well from the last warm-up window's few hundred draws.
+DENSE_MAX_DIM = 10
 
 
 def _log_density_or_minus_inf(potential: BatchedPotential, z: torch.Tensor) -> torch.Tensor:
@@ -62,35 +71,60 @@ def _initial_points(potential: BatchedPotential, C: int, generator: torch.Genera
 
 def run_fast_mcmc(model: Callable, data: dict, structure: ModelStructure, *, method: str, seed: int,
                   num_chains: int = 4, num_samples: int = 1000, num_warmup: int = 1000, target_accept: float = 0.8,
-                  max_tree_depth: int = 10, full_mass: bool = False, jit_compile: bool = False,
+                  max_tree_depth: int = 10, full_mass: bool | None = None, jit_compile: bool = False,
                   step_size: float = 1.0, trajectory_length: float | None = None, progress: bool = True,
-                  compile: bool = True) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
+                  compile: bool = True, warm_start: bool = True
+                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
     """Run `num_chains` chains of NUTS or HMC as one batch; returns (samples, sample_stats, notes).
 
     ``jit_compile`` is accepted for symmetry with the Pyro backend; this backend always compiles its
     potential when the compiled graph reproduces the eager one (``compile=False`` turns that off).
+    ``full_mass=None`` picks a dense mass matrix up to `DENSE_MAX_DIM` dimensions, a diagonal one above.
+    ``warm_start`` starts warm-up from the curvature at the mode instead of the identity metric
+    (`warm_start.laplace`; the chains still start from dispersed random points).
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the tensors are small: intra-op threads cost more than they give
-    try:
+    with one_thread():
         return _run(model, data, structure, method=method, seed=seed, num_chains=num_chains, num_samples=num_samples,
                     num_warmup=num_warmup, target_accept=target_accept, max_tree_depth=max_tree_depth,
                     full_mass=full_mass, step_size=step_size, trajectory_length=trajectory_length,
-                    progress=progress, compile=compile)
+                    progress=progress, compile=compile, warm_start=warm_start)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Torch's intra-op threads set to 1 for the block. MCMC's tensors are small, and threads cost more
+    than they give: with both cores of a two-core machine busy, Pyro's NUTS on the Gaussian mixture took
+    99 s with two threads and 24 s with one (`ppl demo` runs under it too: the VAE's demo fit took 5.6 s
+    with one thread and 15.6 s with two)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
     finally:
         torch.set_num_threads(threads)
 
 
 def _run(model, data, structure, *, method, seed, num_chains, num_samples, num_warmup, target_accept,
-         max_tree_depth, full_mass, step_size, trajectory_length, progress, compile):
+         max_tree_depth, full_mass, step_size, trajectory_length, progress, compile, warm_start):
     generator = torch.Generator().manual_seed(int(seed))
     potential = BatchedPotential(model, data, structure, num_chains, compile=compile)
+    if full_mass is None:  # "auto": see DENSE_MAX_DIM
+        full_mass = potential.dim <= DENSE_MAX_DIM
     z0 = _initial_points(potential, num_chains, generator)
     potential.check_batching(z0)
     compiled = [False]
     if method == "hmc" and compile:  # HMC calls the potential itself; NUTS compiles its whole leaf step instead
         probe = z0 + 0.1 * torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
         compiled[0] = potential.compile([z0, probe])
+
+    initial_inverse_mass, warm_note = None, None
+    if warm_start and num_warmup > 0:
+        approx, how = laplace(lambda z: _robust_eager(potential, z), z0[0])
+        if approx is None:
+            warm_note = f"warm-up from the identity metric and random starting points ({how})"
+        else:
+            initial_inverse_mass = approx.inverse_mass(num_chains, full_mass)
+            warm_note = f"warm-up started from the curvature at the mode ({how})"
 
     def record(ok: bool) -> None:
         compiled[0] = ok
@@ -101,7 +135,8 @@ def _run(model, data, structure, *, method, seed, num_chains, num_samples, num_w
                               generator=generator, progress=progress,
                               traceable=potential._eager if compile and method == "nuts" else None,
                               is_failure=is_numerical_failure,
-                              on_compiled=record if method == "nuts" else None)
+                              on_compiled=record if method == "nuts" else None,
+                              initial_inverse_mass=initial_inverse_mass)
     compiled = compiled[0]
     with torch.no_grad():
         values = potential.constrain(draws)
@@ -109,4 +144,14 @@ def _run(model, data, structure, *, method, seed, num_chains, num_samples, num_w
     note = (f"fast backend: {num_chains} chains advanced as one batch, "
             f"{'compiled' if compiled else 'eager'} {'leapfrog step' if method == 'nuts' else 'potential'}, "
             f"{'dense' if full_mass else 'diagonal'} mass matrix")
-    return samples, stats, [note]
+    return samples, stats, [note] + ([warm_note] if warm_note else [])
+
+
+def _robust_eager(potential: BatchedPotential, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(U, dU/dz) at any number of points, uncompiled; chains whose arithmetic fails get U = inf."""
+    try:
+        return potential._eager(z)
+    except Exception as exc:
+        if not is_numerical_failure(exc):
+            raise
+        return potential.per_chain(z)

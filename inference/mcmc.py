@@ -104,12 +104,13 @@ def run_mcmc(
     num_warmup: int = 1000,
     target_accept: float = 0.8,
     max_tree_depth: int = 10,
-    full_mass: bool = False,
+    full_mass: bool | None = None,
     jit_compile: bool = False,
     step_size: float = 1.0,
     trajectory_length: float | None = None,
     progress: bool = True,
     backend: str = "fast",
+    warm_start: bool = True,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
     """Run `num_chains` chains of NUTS or HMC; return draws and statistics shaped (chain, draw, ...) and notes.
 
@@ -125,10 +126,15 @@ def run_mcmc(
         from .fast_mcmc import NotBatchable, run_fast_mcmc
 
         try:
-            return run_fast_mcmc(model, data, structure, method=method, seed=seed, progress=progress, **options)
+            return run_fast_mcmc(model, data, structure, method=method, seed=seed, progress=progress,
+                                 warm_start=warm_start, **options)
         except NotBatchable as exc:
             notes.append(f"fast backend unavailable ({exc}): ran Pyro's {method.upper()} kernels instead")
-    samples, sample_stats = _run_pyro(model, data, structure, method=method, seed=seed, progress=progress, **options)
+    from .fast_mcmc import one_thread
+
+    with one_thread():
+        samples, sample_stats = _run_pyro(model, data, structure, method=method, seed=seed, progress=progress,
+                                          **options)
     return samples, sample_stats, notes
 
 
@@ -158,7 +164,7 @@ def _run_pyro(
             step_size=step_size,
             adapt_step_size=True,
             adapt_mass_matrix=True,
-            full_mass=full_mass,
+            full_mass=bool(full_mass),  # None ("auto") means diagonal on Pyro's kernels, as Pyro's default
             target_accept_prob=target_accept,
             jit_compile=jit_compile,
             ignore_jit_warnings=True,

@@ -21,6 +21,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from inference.fast_mcmc import one_thread
+
 from .io import atomic_directory
 from .report import ModelReport, describe_data, inline_svg, page
 
@@ -151,7 +153,7 @@ def run_demo(out: Path, progress: bool = True, names: list[str] | None = None) -
     names = list(names) if names is not None else ppl_models.names()
     reports = []
     start = time.perf_counter()
-    with atomic_directory(out) as tmp:
+    with one_thread(), atomic_directory(out) as tmp:
         bar = tqdm(names, desc="demo", disable=not progress)
         for name in bar:
             bar.set_postfix_str(name)
@@ -166,3 +168,4 @@ def run_demo(out: Path, progress: bool = True, names: list[str] | None = None) -
             print(f"  oracle check failed: {r.check.text}")
     print(f"wrote {out}/index.html")
     return 1 if any(r.error or r.oracle == "failed" for r in reports) else 0
+

@@ -307,3 +307,44 @@ def test_gmm_check_centres_on_scikit_learn(shift, passes):
                       scales=around(np.sqrt(em.covariances_.ravel()[order]), 0.1))
     result = run_check("gmm", fake, data)
     assert result.passed == passes, result.text
+
+
+@pytest.mark.parametrize("shift, passes", [(0.0, True), (0.3, False)])
+def test_factor_analysis_check_centres_the_implied_covariance_on_scikit_learn(shift, passes):
+    """Draws of (W, psi) around scikit-learn's FactorAnalysis estimate pass; W shifted by 0.3 fails."""
+    from sklearn.decomposition import FactorAnalysis
+
+    data = ppl_models.get("factor_analysis").default_data(seed=0)
+    fa = FactorAnalysis(n_components=2, tol=1e-10, max_iter=20000).fit(data["x"].astype(float))
+    rng = np.random.default_rng(0)
+    W = fa.components_.T + shift + 0.02 * rng.standard_normal((2, 500, 6, 2))
+    psi = fa.noise_variance_ * np.exp(0.05 * rng.standard_normal((2, 500, 6)))
+    result = run_check("factor_analysis", _posterior("nuts", W=W, psi=psi), data)
+    assert result.passed == passes, result.text
+
+
+def test_ppca_check_against_tipping_bishop():
+    from ppl_models.factor_analysis import ppca_closed_form
+
+    data = ppl_models.get("ppca").default_data(seed=0)
+    W, sigma2 = ppca_closed_form(data["x"].astype(float), 2)
+    rng = np.random.default_rng(0)
+    sigma = np.sqrt(sigma2) * np.exp(0.03 * rng.standard_normal((2, 500)))
+    right = _posterior("nuts", W=W + 0.02 * rng.standard_normal((2, 500) + W.shape), sigma=sigma)
+    wrong = _posterior("nuts", W=1.5 * W + 0.02 * rng.standard_normal((2, 500) + W.shape), sigma=sigma)
+    assert run_check("ppca", right, data).passed
+    assert not run_check("ppca", wrong, data).passed
+
+
+@pytest.mark.slow
+def test_vae_check_fails_an_untrained_network_and_passes_a_trained_one():
+    """The held-out ELBO must beat independent pixels: 5 SVI steps do not, the demo's budget does."""
+    from inference import fit
+
+    data = ppl_models.get("vae").default_data(seed=0)
+    untrained = fit("vae", data, method="svi", num_steps=5, num_samples=10, progress=False)
+    result = run_check("vae", untrained, data)
+    assert result is not None and not result.passed, result.text
+    trained = fit("vae", data, method="svi", **dict(ppl_models.get("vae").demo), progress=False)
+    result = run_check("vae", trained, data)
+    assert result.passed, result.text

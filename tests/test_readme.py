@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +31,15 @@ def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text()
     assert "make test" in readme and "make run" in readme
     assert "make test" in ci
+
+
+def test_readme_shows_a_diagram_of_every_model_and_names_only_existing_images():
+    import ppl_models
+
+    readme = (REPO / "README.md").read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    for image in images:
+        assert (REPO / image).is_file(), f"README shows {image}, which does not exist"
+    shown = {Path(image).stem.removeprefix("plates-") for image in images}
+    shown |= {"linear_regression"} if "regression" in shown else set()
+    assert set(ppl_models.names()) <= shown, set(ppl_models.names()) - shown
