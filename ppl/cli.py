@@ -117,6 +117,8 @@ def write_run(spec, data: dict, method: str, seed: int, options: dict, out: Path
 
     with atomic_directory(out) as tmp:
         post = fit(spec, data=data, method=method, seed=seed, progress=progress, **options)
+        if getattr(spec, "relabel", None) is not None:
+            relabel(post, spec)
         idata = post.to_arviz()
         idata.to_netcdf(str(tmp / "posterior.nc"))
         summary = post.summary(round_to="none")  # full precision in files; the printed table rounds
@@ -124,6 +126,15 @@ def write_run(spec, data: dict, method: str, seed: int, options: dict, out: Path
         notes = _draw(spec, data, tmp / "model.svg")
         files = sorted(p.name for p in tmp.iterdir())
     return post, summary, files, notes
+
+
+def relabel(post, spec) -> None:
+    """Replace the draws by the model's chosen labelling (label switching: chains of a symmetric mixture
+    settle in different labellings, which R-hat would report as disagreement)."""
+    post.samples = spec.relabel(post.samples)
+    post._idata = None
+    post.notes.append(f"draws relabelled with {spec.name}'s relabel(): the posterior is symmetric in its "
+                      "components, so chains may settle in different labellings; each draw's are put in one order")
 
 
 def _draw(spec, data: dict, path: Path) -> list[str]:

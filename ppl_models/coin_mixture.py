@@ -97,6 +97,7 @@ SPEC = register(
         name="coin_mixture",
         model=coin_mixture,
         guide=None,
+        relabel=relabel,
         default_data=default_data,
         engines=("nuts", "hmc", "svi", "map", "mle"),
         description="Mixture of Bernoullis: theta_i ~ Beta, pi ~ Dir, z_j ~ Cat(pi) enumerated, "

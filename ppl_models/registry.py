@@ -32,6 +32,10 @@ class ModelSpec:
             ``{"labels": {site: label}, "plate_index": {plate: index letter}}``.
         demo: engine options for a quick run of the default engine (used by ``ppl demo`` and the
             notebooks), e.g. ``{"num_chains": 2, "num_samples": 300}``.
+        relabel: for a posterior that is symmetric in its components (label switching), a function of
+            the draws ``{site: (chain, draw, ...)}`` that picks one labelling per draw; ``ppl fit`` and
+            ``ppl demo`` apply it before the summary and the diagnostics, and say so. ``None``: the model
+            identifies its labels itself (or has none).
     """
 
     name: str
@@ -44,6 +48,7 @@ class ModelSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     display: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     demo: Mapping[str, Any] = field(default_factory=dict)
+    relabel: Callable[[Mapping[str, Any]], dict] | None = None
 
     @property
     def default_method(self) -> str:
