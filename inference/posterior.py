@@ -205,8 +205,8 @@ class Posterior:
                                  "run longer or check for multiple modes")
             low = table[table["ess_bulk"] < ESS_PER_CHAIN * self.num_chains]
             for name, row in low.iterrows():
-                found.append(f"{name}: bulk ESS {row['ess_bulk']:.0f} < {ESS_PER_CHAIN} per chain "
-                             f"({ESS_PER_CHAIN * self.num_chains} in all): too few effective draws")
+                found.append(f"{name}: bulk ESS {row['ess_bulk']:.0f} < {ESS_PER_CHAIN * self.num_chains} "
+                             f"({ESS_PER_CHAIN} per chain): too few effective draws")
         return found
 
     def report(self) -> str:

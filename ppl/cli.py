@@ -129,12 +129,14 @@ def write_run(spec, data: dict, method: str, seed: int, options: dict, out: Path
 
 
 def relabel(post, spec) -> None:
-    """Replace the draws by the model's chosen labelling (label switching: chains of a symmetric mixture
-    settle in different labellings, which R-hat would report as disagreement)."""
+    """Replace the draws by the model's canonical form of each (label switching: chains of a symmetric
+    mixture settle in different labellings, factor loadings in different rotations, which R-hat would
+    report as disagreement)."""
     post.samples = spec.relabel(post.samples)
     post._idata = None
-    post.notes.append(f"draws relabelled with {spec.name}'s relabel(): the posterior is symmetric in its "
-                      "components, so chains may settle in different labellings; each draw's are put in one order")
+    post.notes.append(f"draws relabelled with {spec.name}'s {spec.relabel.__name__}(): the posterior does not "
+                      "change under relabelling (or rotation) of its components, so chains may settle in "
+                      "different ones; each draw is put in one canonical form")
 
 
 def _draw(spec, data: dict, path: Path) -> list[str]:

@@ -28,6 +28,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pyro
 import pyro.distributions as dist
@@ -85,6 +87,29 @@ def implied_covariance(W, psi) -> np.ndarray:
     return W @ np.swapaxes(W, -1, -2) + psi[..., None] * np.eye(W.shape[-2])
 
 
+def canonical_loadings(samples: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each draw's W rotated to one representative of {W R : R orthogonal}: W V = U S from W's SVD
+    W = U S V^T, columns ordered by singular value and signed so that each column's largest entry is
+    positive; a local `z` is rotated with it (z V), so W z is unchanged. W W^T, the likelihood and
+    every prediction are unchanged; R-hat and summaries of W become meaningful.
+
+    `samples` holds arrays shaped (chain, draw, ...) as in `Posterior.samples`; a new dict is returned.
+    """
+    out = dict(samples)
+    W = np.asarray(samples["W"], dtype=float)
+    U, S, Vt = np.linalg.svd(W, full_matrices=False)             # (..., D, K), (..., K), (..., K, K)
+    US = U * S[..., None, :]
+    rows = np.abs(US).argmax(-2)                                  # (..., K): the largest entry of each column
+    sign = np.sign(np.take_along_axis(US, rows[..., None, :], axis=-2))[..., 0, :]
+    sign = np.where(sign == 0, 1.0, sign)
+    out["W"] = (US * sign[..., None, :]).astype(np.asarray(samples["W"]).dtype)
+    if "z" in samples:
+        V = np.swapaxes(Vt, -1, -2) * sign[..., None, :]          # (..., K, K): W V = U S sign
+        z = np.asarray(samples["z"], dtype=float)                 # (chain, draw, N, K)
+        out["z"] = (z @ V).astype(np.asarray(samples["z"]).dtype)
+    return out
+
+
 def ppca_closed_form(x, K: int) -> tuple[np.ndarray, float]:
     """Tipping & Bishop's maximum-likelihood PPCA: (W (D, K), sigma^2).
 
@@ -139,6 +164,7 @@ FIELDS = (Field("x", "real", (("N", "D"),), "data points, one row each", check=_
 SPEC = register(
     ModelSpec(
         name="factor_analysis",
+        relabel=canonical_loadings,
         model=factor_analysis,
         guide=None,
         default_data=default_data,
@@ -154,6 +180,7 @@ SPEC = register(
 PPCA_SPEC = register(
     ModelSpec(
         name="ppca",
+        relabel=canonical_loadings,
         model=ppca,
         guide=None,
         default_data=ppca_default_data,

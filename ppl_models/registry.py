@@ -32,10 +32,10 @@ class ModelSpec:
             ``{"labels": {site: label}, "plate_index": {plate: index letter}}``.
         demo: engine options for a quick run of the default engine (used by ``ppl demo`` and the
             notebooks), e.g. ``{"num_chains": 2, "num_samples": 300}``.
-        relabel: for a posterior that is symmetric in its components (label switching), a function of
-            the draws ``{site: (chain, draw, ...)}`` that picks one labelling per draw; ``ppl fit`` and
-            ``ppl demo`` apply it before the summary and the diagnostics, and say so. ``None``: the model
-            identifies its labels itself (or has none).
+        relabel: for a posterior that does not change under relabelling of its components (mixtures)
+            or rotation (factor loadings), a function of the draws ``{site: (chain, draw, ...)}`` that
+            puts each draw in one canonical form; ``ppl fit`` and ``ppl demo`` apply it before the
+            summary and the diagnostics, and say so. ``None``: the model identifies itself.
     """
 
     name: str

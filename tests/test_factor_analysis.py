@@ -147,3 +147,21 @@ def test_remaining_engines_run(name, method):
     noise = post.samples["psi"] if name == "factor_analysis" else post.samples["sigma"] ** 2
     assert np.isfinite(implied_covariance(post.samples["W"], noise)).all()
     assert post.to_arviz(prior=False).log_likelihood["x"].shape[-1] == 300
+
+
+def test_canonical_loadings_pick_one_representative_of_each_rotation_class():
+    """W R and W give the same canonical W for every orthogonal R (signs included); W W^T and W z are kept."""
+    from ppl_models.factor_analysis import canonical_loadings, implied_covariance
+
+    rng = np.random.default_rng(0)
+    W, psi, z = rng.normal(size=(2, 3, 6, 2)), rng.random((2, 3, 6)), rng.normal(size=(2, 3, 10, 2))
+    angle = rng.uniform(0, 2 * np.pi, size=(2, 3))
+    R = np.stack([np.stack([np.cos(angle), -np.sin(angle)], -1), np.stack([np.sin(angle), np.cos(angle)], -1)], -2)
+    R[..., 1] *= rng.choice([-1, 1], size=(2, 3))[..., None]  # reflections too
+    a, b = canonical_loadings({"W": W, "z": z}), canonical_loadings({"W": W @ R, "z": z @ R})
+    np.testing.assert_allclose(a["W"], b["W"], atol=1e-12)
+    np.testing.assert_allclose(a["z"], b["z"], atol=1e-12)
+    np.testing.assert_allclose(implied_covariance(a["W"], psi), implied_covariance(W, psi), atol=1e-12)
+    np.testing.assert_allclose(np.einsum("cdjk,cdnk->cdnj", a["W"], a["z"]), np.einsum("cdjk,cdnk->cdnj", W, z),
+                               atol=1e-12)
+    assert not np.allclose(W, W @ R)  # the rotations were real
