@@ -14,7 +14,8 @@ R-hat keeps its power to detect chains that disagree. Stan's windowed adaptation
 metric from the chains' own draws, as it would from the identity; the sampling phase is plain NUTS
 with a fixed metric and step size, so the draws' distribution is unchanged. Where there is no usable
 mode (the optimiser runs off towards a boundary, the curvature is not positive definite, too many
-dimensions for a dense Hessian) the identity is used, as in Stan, and the note says so.
+dimensions for a dense Hessian) the identity is used, as in Stan, and the note says so. The Laplace
+variances also scale the regularisation of the windowed metric estimates (`batched_nuts.WindowedCovariance`).
 
     >>> import torch
     >>> from inference.warm_start import curvature_metric
@@ -91,13 +92,6 @@ class Laplace:
         """``(C, D, D)`` when `dense`, else the diagonal (the marginal variances), ``(C, D)``."""
         m = self.covariance if dense else torch.diagonal(self.covariance).clone()
         return m.expand((num_chains,) + m.shape).clone()
-
-    def overdispersed(self, num_chains: int, generator: torch.Generator, scale: float = 2.0) -> torch.Tensor:
-        """Starting points drawn from the approximation with its sds doubled: spread wider than the
-        posterior, as Gelman and Rubin recommend for R-hat, but inside the region the chains must reach."""
-        factor = torch.linalg.cholesky(self.covariance)
-        eps = torch.randn(num_chains, self.mode.shape[0], generator=generator, dtype=self.mode.dtype)
-        return self.mode + scale * eps @ factor.T
 
 
 def laplace(value_and_grad: ValueAndGrad, start: torch.Tensor) -> tuple[Laplace | None, str]:
