@@ -23,10 +23,11 @@ from .structure import ModelStructure
 __all__ = ["run_fast_mcmc", "NotBatchable", "DENSE_MAX_DIM"]
 
 # ``full_mass=None`` (the default) adapts a dense mass matrix up to this many unconstrained dimensions and
-# a diagonal one above. Measured (benchmarks/README.md): on correlated regression posteriors (kidiq,
-# earnings) dense gave 3-6x the ESS per second of diagonal; where the posterior is close to axis-aligned
-# the two were within noise; its cost, a D x D product per leapfrog step, is negligible at this size,
-# and a D x D covariance is still estimated well from the last warm-up window's few hundred draws.
+# a diagonal one above. Measured (benchmarks/README.md, both warm-started): on the correlated regression
+# posteriors (kidiq, sblrc, earnings, mesquite, nes1992) dense gave 2-20x the ESS per second of diagonal;
+# on near-axis-aligned ones (coin, logistic regression, the Gaussian mixture, eight schools) 0.87-1.0x;
+# its cost, a D x D product per leapfrog step, is negligible at this size, and a D x D covariance is
+# still estimated well from the last warm-up window's few hundred draws.
 DENSE_MAX_DIM = 10
 
 

@@ -6,7 +6,7 @@ the intercept's sd is a hundred times the slope's and the two are correlated at 
 window's trees hit the maximum depth, 1,023 leapfrog steps per transition. A sampler that runs one
 chain at a time pays that once per chain at its cheapest per-step cost; the batched sampler advances
 all chains in lock-step, so each transition costs the deepest chain's tree, and on such posteriors the
-first hundred warm-up iterations were three quarters of the whole run (kidiq: 48,830 of 64,000 leaf
+first hundred warm-up iterations were three quarters of the whole run (kidiq: 48,830 of 62,000 leaf
 steps). Starting from the inverse Hessian at the mode removes that transient.
 
 Only the metric comes from the mode: the chains still start from Pyro's dispersed random points, so
