@@ -65,19 +65,23 @@ def run_check(name: str, posterior: Any, data: dict) -> Check | None:
 
 
 # ---- building blocks -------------------------------------------------------------------------------
-def mcse_mean(draws: np.ndarray) -> float:
-    """Monte-Carlo standard error of the mean of draws shaped (chain, draw): ``az.mcse`` (batch means),
-    or the independent-draws formula when ArviZ cannot estimate it (a constant chain, too few draws)."""
+def _mcse(draws: np.ndarray, method: str, independent: float) -> float:
+    """``az.mcse(draws, method=method)``, or the independent-draws formula `independent` when ArviZ cannot
+    estimate it (a constant chain, too few draws)."""
     import arviz as az
 
-    draws = np.asarray(draws, dtype=float)
     try:
-        value = float(az.mcse(draws, method="mean"))
+        value = float(az.mcse(draws, method=method))
     except (ValueError, TypeError, IndexError):
         value = float("nan")
-    if not np.isfinite(value):
-        value = float(np.std(draws) / math.sqrt(max(draws.size, 1)))
-    return value
+    return value if np.isfinite(value) else independent
+
+
+def mcse_mean(draws: np.ndarray) -> float:
+    """Monte-Carlo standard error of the mean of draws shaped (chain, draw): ``az.mcse`` (batch means),
+    or sd / sqrt(n) when ArviZ cannot estimate it."""
+    draws = np.asarray(draws, dtype=float)
+    return _mcse(draws, "mean", float(np.std(draws) / math.sqrt(max(draws.size, 1))))
 
 
 def within_mcse(label: str, draws: np.ndarray, truth: float, z: float = Z) -> Check:
@@ -390,17 +394,10 @@ class _default_dtype:
 
 
 def mcse_sd(draws: np.ndarray) -> float:
-    """Monte-Carlo standard error of the sd of draws shaped (chain, draw) (``az.mcse(method="sd")``)."""
-    import arviz as az
-
+    """Monte-Carlo standard error of the sd of draws shaped (chain, draw) (``az.mcse(method="sd")``), or
+    sd / sqrt(2 n) when ArviZ cannot estimate it."""
     draws = np.asarray(draws, dtype=float)
-    try:
-        value = float(az.mcse(draws, method="sd"))
-    except (ValueError, TypeError, IndexError):
-        value = float("nan")
-    if not np.isfinite(value):
-        value = float(np.std(draws) / math.sqrt(2 * max(draws.size, 1)))
-    return value
+    return _mcse(draws, "sd", float(np.std(draws) / math.sqrt(2 * max(draws.size, 1))))
 
 
 def against_moments(samples: dict[str, np.ndarray], exact: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
