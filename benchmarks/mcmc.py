@@ -283,47 +283,70 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", nargs="*", default=None)
     parser.add_argument("--no-numpyro", action="store_true")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="run every sampler with seeds seed .. seed+N-1 and report medians (ESS of one "
+                             "seed varies by 20-30 %% on the cheap models)")
     args = parser.parse_args(argv)
     try:
         import numpyro  # noqa: F401
         have_numpyro = not args.no_numpyro
     except ImportError:
         have_numpyro = False
-    budget = (args.chains, args.warmup, args.samples, args.seed)
-    print(f"budget: {args.chains} chains x ({args.warmup} warm-up + {args.samples} draws), seed {args.seed}; "
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    print(f"budget: {args.chains} chains x ({args.warmup} warm-up + {args.samples} draws), seeds {seeds}; "
           f"torch threads {torch.get_num_threads()}; numpyro {'yes' if have_numpyro else 'not installed'}")
+    if len(seeds) > 1:
+        print("(medians over the seeds of wall time, ESS and ESS/s; x stock Pyro is the ratio of the median "
+              "ESS/s; accuracy columns are the worst over the seeds)")
     print()
     print("| model | sampler | wall s | min bulk ESS | ESS/s | x stock Pyro | max abs(mean-ref)/ref sd | sd ratio | ref |")
     print("|---|---|---|---|---|---|---|---|---|")
     for problem in problems():
         if args.models and problem["name"] not in args.models:
             continue
-        rows = []
-        stock, t_stock = run_stock_pyro(problem, *budget)
-        reference = problem["reference"]
-        if reference is None:  # no exact answer: stock Pyro's draws are the reference
-            reference = {k: (v.mean(), v.std()) for k, v in _scalar_params(stock).items()}
-        rows.append(("stock Pyro NUTS", _assess(stock, reference, t_stock)))
-        # the levers one by one: the batch on a compiled step alone (diagonal metric from the identity,
-        # as Stan starts), then the warm start from the curvature at the mode, then the default, which
-        # adds the dense metric where the dimension is small
-        for label, options in (("suite: batched + compiled (diag)", {"full_mass": False, "warm_start": False}),
-                               ("suite: + warm start (diag)", {"full_mass": False}),
-                               ("suite fit default (+ dense if D <= 10)", {})):
-            samples, t, notes = run_suite(problem, *budget, **options)
-            rows.append((label, _assess(samples, reference, t)))
-        if have_numpyro:
-            for dense in (False, True):
-                try:
-                    samples, t = run_numpyro(problem, *budget, dense=dense)
-                    rows.append((f"NumPyro NUTS ({'dense' if dense else 'diag'})", _assess(samples, reference, t)))
-                except Exception as exc:  # a model this script cannot express in NumPyro: say so
-                    print(f"| {problem['name']} | NumPyro failed: {type(exc).__name__}: {exc} |", file=sys.stderr)
+        per_seed = [_rows(problem, (args.chains, args.warmup, args.samples, seed), have_numpyro) for seed in seeds]
+        rows = [(label, _combine([runs[i][1] for runs in per_seed])) for i, (label, _) in enumerate(per_seed[0])]
         base = rows[0][1]["ess_s"]
         for label, r in rows:
             print(f"| {problem['name']} | {label} | {r['wall']:.1f} | {r['ess']:.0f} | {r['ess_s']:.1f} | "
                   f"{r['ess_s'] / base:.1f} | {r['err']:.3f} | {r['sd_ratio']:.3f} | {problem['ref_label']} |",
                   flush=True)
+
+
+def _rows(problem: dict, budget: tuple, have_numpyro: bool) -> list[tuple[str, dict]]:
+    """Every sampler on one model with one seed: (label, assessment) rows, stock Pyro first."""
+    rows = []
+    stock, t_stock = run_stock_pyro(problem, *budget)
+    reference = problem["reference"]
+    if reference is None:  # no exact answer: stock Pyro's draws are the reference
+        reference = {k: (v.mean(), v.std()) for k, v in _scalar_params(stock).items()}
+    rows.append(("stock Pyro NUTS", _assess(stock, reference, t_stock)))
+    # the levers one by one: the batch on a compiled step alone (diagonal metric from the identity,
+    # as Stan starts), then the warm start from the curvature at the mode, then the default, which
+    # adds the dense metric where the dimension is small
+    for label, options in (("suite: batched + compiled (diag)", {"full_mass": False, "warm_start": False}),
+                           ("suite: + warm start (diag)", {"full_mass": False}),
+                           ("suite fit default (+ dense if 1 < D <= 10)", {})):
+        samples, t, notes = run_suite(problem, *budget, **options)
+        rows.append((label, _assess(samples, reference, t)))
+    if have_numpyro:
+        for dense in (False, True):
+            label = f"NumPyro NUTS ({'dense' if dense else 'diag'})"
+            try:
+                samples, t = run_numpyro(problem, *budget, dense=dense)
+                rows.append((label, _assess(samples, reference, t)))
+            except Exception as exc:  # a model this script cannot express in NumPyro: say so
+                print(f"| {problem['name']} | NumPyro failed: {type(exc).__name__}: {exc} |", file=sys.stderr)
+    return rows
+
+
+def _combine(results: list[dict]) -> dict:
+    """Medians of the speed columns over seeds; the worst of the accuracy columns."""
+    return {"wall": float(np.median([r["wall"] for r in results])),
+            "ess": float(np.median([r["ess"] for r in results])),
+            "ess_s": float(np.median([r["ess_s"] for r in results])),
+            "err": max(r["err"] for r in results),
+            "sd_ratio": max((r["sd_ratio"] for r in results), key=lambda v: abs(v - 1))}
 
 
 if __name__ == "__main__":

@@ -12,10 +12,15 @@ dimension:
 - the subtree is merged with biased progressive sampling (Stan's: move to it with probability
   min(1, w_new / w_old)) unless it turned or diverged.
 
-All chains walk in lock-step: every chain's tree has the same depth at each doubling, every leaf index is
-the same Python integer for all chains, so the checkpoint bookkeeping is plain Python and only the
-per-chain quantities are tensors. A chain whose tree has stopped is masked (its state frozen) while the
+All chains walk in lock-step: every chain's tree has the same depth at each doubling and every leaf index
+is the same integer for all chains, so which checkpoints a leaf writes and is checked against is one
+``(K,)`` mask for the whole batch. A chain whose tree has stopped is masked (its state frozen) while the
 others go on; one gradient evaluation serves every chain at each leapfrog step.
+
+Compiled in two layers (see `Leaf` and `TreeBuilder`): the leaf step, the model's gradient and the
+U-turn checks included, is one traced graph; the doubling loop around it is TorchScript, so a whole
+transition is one call from Python. The random numbers of a transition are drawn before it
+(`transition_draws`), which makes the compiled and the plain-Python tree the same function.
 
 Warm-up follows Stan: step size by dual averaging (target acceptance `target_accept`, gamma 0.05,
 t0 10, kappa 0.75) throughout; a diagonal or dense inverse mass matrix estimated in doubling windows
@@ -37,6 +42,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .graph_passes import record, simplify
+
 MAX_DELTA_ENERGY = 1000.0
 ValueAndGrad = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
 
@@ -55,15 +62,16 @@ class Metric:
             self.mass_factor = inverse_mass.rsqrt()
 
     def momentum(self, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
-        eps = torch.randn(like.shape, generator=generator, dtype=like.dtype)
+        return self.momentum_from(torch.randn(like.shape, generator=generator, dtype=like.dtype))
+
+    def momentum_from(self, eps: torch.Tensor) -> torch.Tensor:
+        """r ~ N(0, M) from standard normals `eps`."""
         if self.dense:
             return (self.mass_factor @ eps.unsqueeze(-1)).squeeze(-1)
         return eps * self.mass_factor
 
     def velocity(self, r: torch.Tensor) -> torch.Tensor:
-        if self.dense:
-            return (self.inverse_mass @ r.unsqueeze(-1)).squeeze(-1)
-        return self.inverse_mass * r
+        return _velocity(self.inverse_mass, r)
 
 
 def _kinetic(r: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -120,20 +128,21 @@ class Transition:
 
 
 def _velocity(inverse_mass: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    if inverse_mass.dim() == 3:
-        return (inverse_mass @ r.unsqueeze(-1)).squeeze(-1)
+    if inverse_mass.dim() == 3:  # bmm: three recorded operations where `@` decomposes into seven
+        return torch.bmm(inverse_mass, r.unsqueeze(-1)).squeeze(-1)
     return inverse_mass * r
 
 
 class Leaf:
     """One NUTS leaf for every chain: a leapfrog step from the subtree's current edge, its energy error,
-    and the subtree's running sums (multinomial proposal, log weight, momentum sum, acceptance,
-    divergence), with chains outside ``active`` left unchanged.
+    the subtree's running sums (multinomial proposal, log weight, momentum sum, acceptance, divergence),
+    the U-turn checks of the sub-subtrees ending at this leaf and the leaf's own checkpoint, with chains
+    outside ``active`` left unchanged; it returns the new ``active`` (not turned, not diverged).
 
     The whole step, the model's gradient included, is a pure tensor function, so `compile` records it
-    once into a graph (``make_fx``) and compiles that with ``torch.jit.trace``: per leaf, Python then
-    makes one call instead of some hundred. The compiled step is used only if it reproduces the eager
-    one on a probe state.
+    once into a graph (``make_fx``), shrinks it (`graph_passes.simplify`) and compiles that with
+    ``torch.jit.trace``: per leaf one call instead of some hundred. The compiled step is used only if it
+    reproduces the eager one on probe states.
     """
 
     def __init__(self, value_and_grad: ValueAndGrad, robust: ValueAndGrad | None = None,
@@ -148,7 +157,8 @@ class Leaf:
         return self._step(self.value_and_grad, *state)
 
     def _step(self, value_and_grad, z, r, g, v, step, inverse_mass, H0, active, u, log_w, s_z, s_U, s_g,
-              r_sum, div, sum_accept, n_steps):
+              r_sum, div, turning, sum_accept, n_steps, ck_r, ck_v, ck_sum, write, check):
+        # the leapfrog step from the subtree's edge
         r_half = r - 0.5 * step * g
         z1 = z + step * _velocity(inverse_mass, r_half)
         U1, g1 = value_and_grad(z1)
@@ -156,6 +166,7 @@ class Leaf:
         v1 = _velocity(inverse_mass, r1)
         dH = U1 + 0.5 * (r1 * v1).sum(-1) - H0
         dH = torch.where(torch.isnan(dH), torch.full_like(dH, math.inf), dH)
+        # multinomial sampling of the subtree's proposal
         leaf_log_w = -dH
         sum_accept = sum_accept + torch.where(active, torch.exp(leaf_log_w).clamp(max=1.0), 0.0)
         n_steps = n_steps + active.to(n_steps.dtype)
@@ -168,8 +179,19 @@ class Leaf:
         log_w = torch.where(active, new_log_w, log_w)
         r_sum = torch.where(col, r_sum + r1, r_sum)
         div = div | (active & (dH > MAX_DELTA_ENERGY))
+        # U-turns of the sub-subtrees that end at this leaf: compared with the checkpoints `check` marks
+        # (NumPyro's `_is_iterative_turning`, every checkpoint at once), then this leaf's own checkpoint
+        # stored where `write` marks (even leaves)
+        rho = r_sum.unsqueeze(1) - ck_sum + 0.5 * (ck_r - r1.unsqueeze(1))
+        turned = ((ck_v * rho).sum(-1) <= 0) | ((v1.unsqueeze(1) * rho).sum(-1) <= 0)
+        turning = turning | (active & (turned & check).any(-1))
+        write_col = write.view(1, -1, 1)
+        ck_r = torch.where(write_col, r1.unsqueeze(1), ck_r)
+        ck_v = torch.where(write_col, v1.unsqueeze(1), ck_v)
+        ck_sum = torch.where(write_col, r_sum.unsqueeze(1), ck_sum)
         return (torch.where(col, z1, z), torch.where(col, r1, r), torch.where(col, g1, g), torch.where(col, v1, v),
-                log_w, s_z, s_U, s_g, r_sum, div, sum_accept, n_steps)
+                log_w, s_z, s_U, s_g, r_sum, div, turning, sum_accept, n_steps, active & ~(turning | div),
+                ck_r, ck_v, ck_sum)
 
     def __call__(self, *args):
         self.evaluations += 1
@@ -186,17 +208,16 @@ class Leaf:
         """Record and compile `eager` at the shapes of ``examples[0]``; keep it only if it matches eager on
         every example (states whose tensors are all distinct: tracing identifies inputs by identity)."""
         try:
-            from torch.fx.experimental.proxy_tensor import make_fx
-
+            # make_fx wants a plain function of tensors
             def step(z, r, g, v, step, inverse_mass, H0, active, u, log_w, s_z, s_U, s_g, r_sum, div,
-                     sum_accept, n_steps):  # make_fx wants a plain function of tensors
-                return self.eager(z, r, g, v, step, inverse_mass, H0, active, u, log_w, s_z, s_U, s_g, r_sum,
-                                  div, sum_accept, n_steps)
+                     turning, sum_accept, n_steps, ck_r, ck_v, ck_sum, write, check):
+                return self.eager(z, r, g, v, step, inverse_mass, H0, active, u, log_w, s_z, s_U, s_g,
+                                  r_sum, div, turning, sum_accept, n_steps, ck_r, ck_v, ck_sum, write, check)
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 first = tuple(t.clone() for t in examples[0])
-                graph = make_fx(step)(*first)
+                graph = simplify(record(step, *first))
                 compiled = torch.jit.trace(graph, tuple(t.clone() for t in examples[0]), check_trace=False)
                 for example in examples + examples:  # twice: the profiling executor re-optimises early on
                     got, want = compiled(*example), self.eager(*example)
@@ -212,88 +233,179 @@ class Leaf:
         return True
 
 
-def _iterative_turning(ck_r: list, ck_v: list, ck_sum: list, r, v, r_sum, idx_min: int, idx_max: int):
-    """NumPyro's `_is_iterative_turning`: does any subtree ending at this (odd) leaf make a U-turn?"""
-    turning = _is_turning(ck_v[idx_max], v, ck_r[idx_max], r, r_sum - ck_sum[idx_max] + ck_r[idx_max])
-    for i in range(idx_max - 1, idx_min - 1, -1):
-        turning = turning | _is_turning(ck_v[i], v, ck_r[i], r, r_sum - ck_sum[i] + ck_r[i])
-    return turning
+_MASKS: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
 
-def nuts_transition(leaf: Leaf, metric: Metric, z, U, grad, step_size, generator: torch.Generator,
-                    max_tree_depth: int = 10) -> Transition:
-    """One NUTS transition of every chain. `step_size` is ``(C, 1)``."""
-    C = z.shape[0]
-    dtype = z.dtype
-    inverse_mass = metric.inverse_mass
-    r = metric.momentum(generator, z)
-    v = metric.velocity(r)
-    H0 = U + _kinetic(r, v)
-    H0 = torch.where(torch.isnan(H0), torch.full_like(H0, math.inf), H0)
-    zl = zr = z
-    rl = rr = r
-    vl = vr = v
-    gl = gr = grad
-    z_prop, U_prop, g_prop = z, U, grad
-    log_w = torch.zeros_like(U)
-    r_sum = r
-    done = torch.zeros(C, dtype=torch.bool)
-    diverging = torch.zeros(C, dtype=torch.bool)
-    depth = torch.zeros(C, dtype=torch.long)
-    sum_accept = torch.zeros_like(U)
-    n_steps = torch.zeros(C, dtype=torch.long)
-    neg_inf = torch.full_like(U, -math.inf)
-    zero_r = torch.zeros_like(r)
-    no = torch.zeros(C, dtype=torch.bool)
+def _checkpoint_masks(n: int, K: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For leaf `n` of a subtree: which of the K checkpoints it overwrites (even leaves: ``idx_max``) and
+    which it is checked against for U-turns (odd leaves: ``idx_min..idx_max``), as ``(K,)`` masks."""
+    key = (n, K)
+    if key not in _MASKS:
+        idx_min, idx_max = _leaf_checkpoints(n)
+        write, check = torch.zeros(K, dtype=torch.bool), torch.zeros(K, dtype=torch.bool)
+        if n % 2 == 0:
+            write[idx_max] = True
+        else:
+            check[idx_min:idx_max + 1] = True
+        _MASKS[key] = (write, check)
+    return _MASKS[key]
 
-    for j in range(max_tree_depth):
-        active = ~done
-        if not bool(active.any()):
-            break
-        right = torch.rand(C, generator=generator, dtype=dtype) < 0.5
-        step = torch.where(right, 1.0, -1.0).to(dtype).unsqueeze(-1) * step_size
-        zc, rc, gc, vc = (_where(right, a, b) for a, b in ((zr, zl), (rr, rl), (gr, gl), (vr, vl)))
-        # --- build a subtree of 2**j leaves, leaf by leaf -------------------------------------------
-        s_active, s_log_w, s_r_sum, s_turning, s_diverging = active, neg_inf, zero_r, no, no
-        s_z, s_U, s_g = zc, U_prop, gc
-        ck_r: dict[int, torch.Tensor] = {}
-        ck_v: dict[int, torch.Tensor] = {}
-        ck_sum: dict[int, torch.Tensor] = {}
-        uniforms = torch.rand(1 << j, C, generator=generator, dtype=dtype)
-        for n in range(1 << j):
-            zc, rc, gc, vc, s_log_w, s_z, s_U, s_g, s_r_sum, s_diverging, sum_accept, n_steps = leaf(
-                zc, rc, gc, vc, step, inverse_mass, H0, s_active, uniforms[n], s_log_w, s_z, s_U, s_g, s_r_sum,
-                s_diverging, sum_accept, n_steps)
-            idx_min, idx_max = _leaf_checkpoints(n)
-            if n % 2 == 0:
-                ck_r[idx_max], ck_v[idx_max], ck_sum[idx_max] = rc, vc, s_r_sum
-                stop = s_diverging
-            else:
-                s_turning = s_turning | (s_active & _iterative_turning(ck_r, ck_v, ck_sum, rc, vc, s_r_sum,
-                                                                       idx_min, idx_max))
-                stop = s_turning | s_diverging
-            s_active = s_active & ~stop
-            if not bool(s_active.any()):
+
+class TreeBuilder(torch.nn.Module):
+    """The trajectory of one NUTS transition for every chain, from its momentum and random numbers.
+
+    Written in the subset of Python that TorchScript compiles: with the compiled leaf step as `leaf`,
+    `compile_tree` turns the whole doubling loop (subtrees, merges, U-turn checks) into one TorchScript
+    call per transition, so Python's per-operation overhead (about as large as the leaf's own cost on
+    a one-parameter model) is paid once per transition instead of some fifty times per leaf. With the
+    eager `Leaf` as `leaf` the same code runs as plain Python (the reference path, and the fallback
+    when a batch fails numerically). Both consume the same pre-drawn random numbers, so they give the
+    same transition.
+    """
+
+    def __init__(self, leaf, max_tree_depth: int):
+        super().__init__()
+        self.leaf = leaf
+        self.max_tree_depth = max_tree_depth
+
+    def forward(self, z, U, grad, r, v, H0, step_size, inverse_mass, right_draws, leaf_draws, merge_draws,
+                write_masks, check_masks, no_checkpoints):
+        C = z.shape[0]
+        dtype = z.dtype
+        zl, zr, rl, rr, vl, vr, gl, gr = z, z, r, r, v, v, grad, grad
+        z_prop, U_prop, g_prop = z, U, grad
+        log_w = torch.zeros_like(U)
+        r_sum = r
+        done = torch.zeros(C, dtype=torch.bool)
+        diverging = torch.zeros(C, dtype=torch.bool)
+        depth = torch.zeros(C, dtype=torch.long)
+        sum_accept = torch.zeros_like(U)
+        n_steps = torch.zeros(C, dtype=torch.long)
+        neg_inf = torch.full_like(U, -math.inf)
+        zero_r = torch.zeros_like(r)
+        no = torch.zeros(C, dtype=torch.bool)
+        for j in range(self.max_tree_depth):
+            active = ~done
+            if not bool(active.any()):
                 break
-        # --- merge the subtree into the tree ------------------------------------------------------------
-        grow_right, grow_left = active & right, active & ~right
-        zr, rr, vr, gr = _where(grow_right, zc, zr), _where(grow_right, rc, rr), _where(grow_right, vc, vr), \
-            _where(grow_right, gc, gr)
-        zl, rl, vl, gl = _where(grow_left, zc, zl), _where(grow_left, rc, rl), _where(grow_left, vc, vl), \
-            _where(grow_left, gc, gl)
-        r_sum = _where(active, r_sum + s_r_sum, r_sum)
-        move = torch.exp(s_log_w - log_w).clamp(max=1.0)
-        move = torch.where(s_turning | s_diverging, 0.0, move)
-        take = active & (torch.rand(C, generator=generator, dtype=U.dtype) < move)
-        z_prop, U_prop, g_prop = _where(take, s_z, z_prop), torch.where(take, s_U, U_prop), _where(take, s_g, g_prop)
-        log_w = torch.where(active, torch.logaddexp(log_w, s_log_w), log_w)
-        depth = depth + active.long()
-        diverging = diverging | (active & s_diverging)
-        turning = _is_turning(vl, vr, rl, rr, r_sum)
-        done = done | (active & (s_turning | s_diverging | turning))
+            right = right_draws[j]
+            step = (right.to(dtype) * 2.0 - 1.0).unsqueeze(-1) * step_size
+            zc, rc, gc, vc = _where(right, zr, zl), _where(right, rr, rl), _where(right, gr, gl), _where(right, vr, vl)
+            # --- a subtree of 2**j leaves, leaf by leaf (its draws: rows 2**j - 1 .. 2**(j+1) - 2) -------
+            s_active, s_log_w, s_r_sum, s_turning, s_diverging = active, neg_inf, zero_r, no, no
+            s_z, s_U, s_g = zc, U_prop, gc
+            ck_r, ck_v, ck_sum = no_checkpoints, no_checkpoints, no_checkpoints
+            first = (1 << j) - 1
+            for n in range(1 << j):
+                (zc, rc, gc, vc, s_log_w, s_z, s_U, s_g, s_r_sum, s_diverging, s_turning, sum_accept, n_steps,
+                 s_active, ck_r, ck_v, ck_sum) = self.leaf(
+                    zc, rc, gc, vc, step, inverse_mass, H0, s_active, leaf_draws[first + n], s_log_w, s_z, s_U,
+                    s_g, s_r_sum, s_diverging, s_turning, sum_accept, n_steps, ck_r, ck_v, ck_sum,
+                    write_masks[n], check_masks[n])
+                if not bool(s_active.any()):
+                    break
+            # --- merge the subtree into the tree ------------------------------------------------------------
+            grow_right, grow_left = active & right, active & ~right
+            zr, rr, vr, gr = _where(grow_right, zc, zr), _where(grow_right, rc, rr), _where(grow_right, vc, vr), \
+                _where(grow_right, gc, gr)
+            zl, rl, vl, gl = _where(grow_left, zc, zl), _where(grow_left, rc, rl), _where(grow_left, vc, vl), \
+                _where(grow_left, gc, gl)
+            r_sum = _where(active, r_sum + s_r_sum, r_sum)
+            move = torch.exp(s_log_w - log_w).clamp(max=1.0)
+            move = torch.where(s_turning | s_diverging, torch.zeros_like(move), move)
+            take = active & (merge_draws[j] < move)
+            z_prop, U_prop, g_prop = _where(take, s_z, z_prop), torch.where(take, s_U, U_prop), \
+                _where(take, s_g, g_prop)
+            log_w = torch.where(active, torch.logaddexp(log_w, s_log_w), log_w)
+            depth = depth + active.long()
+            diverging = diverging | (active & s_diverging)
+            turning = _is_turning(vl, vr, rl, rr, r_sum)
+            done = done | (active & (s_turning | s_diverging | turning))
+        return z_prop, U_prop, g_prop, sum_accept, n_steps, diverging, depth
 
-    accept = sum_accept / n_steps.clamp(min=1).to(U.dtype)
-    return Transition(z_prop, U_prop, g_prop, H0, accept, n_steps, diverging, depth)
+
+def _checkpoint_tables(max_tree_depth: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_checkpoint_masks` of every leaf of the largest subtree, stacked: ``(2**(depth-1), K)`` each."""
+    K = max(max_tree_depth, 1)
+    rows = [_checkpoint_masks(n, K) for n in range(1 << max(max_tree_depth - 1, 0))]
+    return torch.stack([w for w, _ in rows]), torch.stack([c for _, c in rows])
+
+
+def transition_draws(generator: torch.Generator, C: int, D: int, dtype, max_tree_depth: int) -> tuple:
+    """Every random number one NUTS transition may use: the momentum's standard normals ``(C, D)``, a
+    direction per doubling ``(depth, C)``, a uniform per possible leaf ``(2**depth - 1, C)`` and one per
+    merge ``(depth, C)``."""
+    eps = torch.randn(C, D, generator=generator, dtype=dtype)
+    right = torch.rand(max_tree_depth, C, generator=generator, dtype=dtype) < 0.5
+    leaves = torch.rand((1 << max_tree_depth) - 1, C, generator=generator, dtype=dtype)
+    merges = torch.rand(max_tree_depth, C, generator=generator, dtype=dtype)
+    return eps, right, leaves, merges
+
+
+class NUTSKernel:
+    """One NUTS transition of every chain: the momentum and H0 in Python, the trajectory by `TreeBuilder`
+    (TorchScript-compiled when `compile_tree` succeeds, plain Python otherwise)."""
+
+    def __init__(self, leaf: Leaf, max_tree_depth: int, C: int, D: int, dtype):
+        self.leaf, self.max_tree_depth = leaf, max_tree_depth
+        self.python_tree = TreeBuilder(leaf, max_tree_depth)
+        self.tree: Callable = self.python_tree
+        self.scripted = False
+        self.why_not_scripted = ""
+        self.write_masks, self.check_masks = _checkpoint_tables(max_tree_depth)
+        self.no_checkpoints = torch.zeros(C, max(max_tree_depth, 1), D, dtype=dtype)
+
+    def _inputs(self, metric: Metric, z, U, grad, step_size, draws) -> tuple:
+        eps, right, leaves, merges = draws
+        r = metric.momentum_from(eps)
+        v = metric.velocity(r)
+        H0 = U + _kinetic(r, v)
+        H0 = torch.where(torch.isnan(H0), torch.full_like(H0, math.inf), H0)
+        return (z, U, grad, r, v, H0, step_size, metric.inverse_mass, right, leaves, merges, self.write_masks,
+                self.check_masks, self.no_checkpoints)
+
+    def transition(self, metric: Metric, z, U, grad, step_size, generator: torch.Generator) -> Transition:
+        """`step_size` is ``(C, 1)``."""
+        draws = transition_draws(generator, z.shape[0], z.shape[1], z.dtype, self.max_tree_depth)
+        inputs = self._inputs(metric, z, U, grad, step_size, draws)
+        try:
+            out = self.tree(*inputs)
+        except Exception as exc:  # a chain's arithmetic failed inside the compiled tree: redo it in Python,
+            if not self.scripted or not self.leaf.is_failure(exc):  # same draws, chain by chain where needed
+                raise
+            out = self.python_tree(*inputs)
+        z_prop, U_prop, g_prop, sum_accept, n_steps, diverging, depth = out
+        accept = sum_accept / n_steps.clamp(min=1).to(U.dtype)
+        return Transition(z_prop, U_prop, g_prop, inputs[5], accept, n_steps, diverging, depth)
+
+    def compile_tree(self, metric: Metric, z, U, grad, step_size, generator: torch.Generator) -> bool:
+        """Script `TreeBuilder` around the compiled leaf; keep it only if it reproduces the Python tree on
+        three transitions from (z, U, grad)."""
+        if self.leaf.compiled is None:
+            self.why_not_scripted = "the leaf step is not compiled"
+            return False
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                scripted = torch.jit.script(TreeBuilder(self.leaf.compiled, self.max_tree_depth))
+                for _ in range(3):  # the profiling executor optimises after its first runs
+                    draws = transition_draws(generator, z.shape[0], z.shape[1], z.dtype, self.max_tree_depth)
+                    inputs = self._inputs(metric, z, U, grad, step_size, draws)
+                    got, want = scripted(*inputs), self.python_tree(*inputs)
+                    for name, a, b in zip(("z", "U", "grad", "sum_accept", "n_steps", "diverging", "depth"),
+                                          got, want):
+                        if a.dtype in (torch.bool, torch.long):
+                            same = torch.equal(a, b)
+                        else:
+                            same = torch.allclose(a, b, rtol=1e-4, atol=1e-5, equal_nan=True)
+                        if not same:
+                            self.why_not_scripted = f"the scripted tree's {name} differs from the Python tree's"
+                            return False
+        except Exception as exc:
+            self.why_not_scripted = f"{type(exc).__name__}: {exc}"
+            return False
+        self.tree, self.scripted = scripted, True
+        return True
 
 
 def hmc_transition(integrator: Integrator, z, U, grad, step_size, generator: torch.Generator,
@@ -439,7 +551,7 @@ def adaptation_windows(num_warmup: int, init_buffer: int = 75, term_buffer: int 
     return windows
 
 
-def _probe_state(z, U, grad, inverse_mass, generator) -> tuple:
+def _probe_state(z, U, grad, inverse_mass, generator, K: int) -> tuple:
     """A random leaf-step input near (z, U, grad), every tensor distinct, to check the compiled leaf."""
     C, D = z.shape
     dtype = z.dtype
@@ -450,11 +562,16 @@ def _probe_state(z, U, grad, inverse_mass, generator) -> tuple:
     r = noise(C, D)
     active = torch.rand(C, generator=generator) < 0.75
     active[0] = True
+
+    def flags(*shape):
+        return torch.rand(shape, generator=generator) < 0.3
+
     return (z + 0.01 * noise(C, D), r, grad + 0.01 * noise(C, D), _velocity(inverse_mass, r),
             0.01 * torch.rand(C, 1, generator=generator, dtype=dtype) + 1e-3, inverse_mass.clone(),
             U + noise(C).abs(), active, torch.rand(C, generator=generator, dtype=dtype), noise(C),
-            z + noise(C, D), U + noise(C), grad + noise(C, D), noise(C, D), torch.rand(C, generator=generator) < 0.2,
-            torch.rand(C, generator=generator, dtype=dtype), torch.randint(0, 5, (C,), generator=generator))
+            z + noise(C, D), U + noise(C), grad + noise(C, D), noise(C, D), flags(C), flags(C),
+            torch.rand(C, generator=generator, dtype=dtype), torch.randint(0, 5, (C,), generator=generator),
+            noise(C, K, D), noise(C, K, D), noise(C, K, D), flags(K), flags(K))
 
 
 # ---- the run ---------------------------------------------------------------------------------------------
@@ -464,7 +581,7 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
                generator: torch.Generator, progress: bool = False,
                traceable: ValueAndGrad | None = None,
                is_failure: Callable[[BaseException], bool] | None = None,
-               on_compiled: Callable[[bool], None] | None = None,
+               on_compiled: Callable[[str], None] | None = None,
                initial_inverse_mass: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """Warm up and sample every chain of ``z0`` ``(C, D)`` together.
 
@@ -495,9 +612,8 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
     leaf = Leaf(traceable if traceable is not None else value_and_grad, robust=value_and_grad,
                 is_failure=is_failure)
     if method == "nuts" and traceable is not None:
-        leaf.compile([_probe_state(z, U, grad, inverse_mass, generator) for _ in range(2)])
-    if on_compiled is not None:
-        on_compiled(leaf.compiled is not None)
+        leaf.compile([_probe_state(z, U, grad, inverse_mass, generator, max(max_tree_depth, 1))
+                      for _ in range(2)])
     eps = torch.full((C, 1), float(step_size), dtype=dtype)
     if num_warmup > 0:
         eps = find_reasonable_step_size(integrator, z, U, grad, eps, generator)
@@ -510,9 +626,16 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
     estimator = WindowedCovariance(C, D, full_mass, dtype, reference)
     length = trajectory_length if trajectory_length is not None else 2 * math.pi
 
+    kernel = NUTSKernel(leaf, max_tree_depth, C, D, dtype)
+    if method == "nuts" and leaf.compiled is not None:
+        kernel.compile_tree(integrator.metric, z, U, grad, eps, generator)
+    if on_compiled is not None:
+        on_compiled("compiled leapfrog step and trajectory" if kernel.scripted else
+                    "compiled leapfrog step" if leaf.compiled is not None else "eager leapfrog step")
+
     def transition(z, U, grad, eps):
         if method == "nuts":
-            return nuts_transition(leaf, integrator.metric, z, U, grad, eps, generator, max_tree_depth)
+            return kernel.transition(integrator.metric, z, U, grad, eps, generator)
         return hmc_transition(integrator, z, U, grad, eps, generator, length)
 
     bar = None

@@ -27,7 +27,8 @@ __all__ = ["run_fast_mcmc", "NotBatchable", "DENSE_MAX_DIM"]
 # posteriors (kidiq, sblrc, earnings, mesquite, nes1992) dense gave 2-20x the ESS per second of diagonal;
 # on near-axis-aligned ones (coin, logistic regression, the Gaussian mixture, eight schools) 0.87-1.0x;
 # its cost, a D x D product per leapfrog step, is negligible at this size, and a D x D covariance is
-# still estimated well from the last warm-up window's few hundred draws.
+# still estimated well from the last warm-up window's few hundred draws. In one dimension the two are the
+# same metric and the diagonal one is used (six fewer operations per leapfrog step).
 DENSE_MAX_DIM = 10
 
 
@@ -109,14 +110,15 @@ def _run(model, data, structure, *, method, seed, num_chains, num_samples, num_w
          max_tree_depth, full_mass, step_size, trajectory_length, progress, compile, warm_start):
     generator = torch.Generator().manual_seed(int(seed))
     potential = BatchedPotential(model, data, structure, num_chains, compile=compile)
-    if full_mass is None:  # "auto": see DENSE_MAX_DIM
-        full_mass = potential.dim <= DENSE_MAX_DIM
+    if full_mass is None:  # "auto": see DENSE_MAX_DIM (in one dimension both are the same metric)
+        full_mass = 1 < potential.dim <= DENSE_MAX_DIM
     z0 = _initial_points(potential, num_chains, generator)
     potential.check_batching(z0)
-    compiled = [False]
+    how_compiled = ["eager potential" if method == "hmc" else "eager leapfrog step"]
     if method == "hmc" and compile:  # HMC calls the potential itself; NUTS compiles its whole leaf step instead
         probe = z0 + 0.1 * torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
-        compiled[0] = potential.compile([z0, probe])
+        if potential.compile([z0, probe]):
+            how_compiled[0] = "compiled potential"
 
     initial_inverse_mass, warm_note = None, None
     if warm_start and num_warmup > 0:
@@ -127,8 +129,8 @@ def _run(model, data, structure, *, method, seed, num_chains, num_samples, num_w
             initial_inverse_mass = approx.inverse_mass(num_chains, full_mass)
             warm_note = f"warm-up started from the curvature at the mode ({how})"
 
-    def record(ok: bool) -> None:
-        compiled[0] = ok
+    def record(how: str) -> None:
+        how_compiled[0] = how
 
     draws, stats = run_chains(potential.value_and_grad, z0, method=method, num_samples=num_samples,
                               num_warmup=num_warmup, target_accept=target_accept, max_tree_depth=max_tree_depth,
@@ -138,12 +140,10 @@ def _run(model, data, structure, *, method, seed, num_chains, num_samples, num_w
                               is_failure=is_numerical_failure,
                               on_compiled=record if method == "nuts" else None,
                               initial_inverse_mass=initial_inverse_mass)
-    compiled = compiled[0]
     with torch.no_grad():
         values = potential.constrain(draws)
     samples = {name: v.detach().cpu().numpy() for name, v in values.items()}
-    note = (f"fast backend: {num_chains} chains advanced as one batch, "
-            f"{'compiled' if compiled else 'eager'} {'leapfrog step' if method == 'nuts' else 'potential'}, "
+    note = (f"fast backend: {num_chains} chains advanced as one batch, {how_compiled[0]}, "
             f"{'dense' if full_mass else 'diagonal'} mass matrix")
     return samples, stats, [note] + ([warm_note] if warm_note else [])
 

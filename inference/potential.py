@@ -193,7 +193,7 @@ class BatchedPotential:
         if not self._compile_requested or self.compiled:
             return self.compiled
         try:
-            from torch.fx.experimental.proxy_tensor import make_fx
+            from .graph_passes import record, simplify
 
             def joint(z):
                 with torch.enable_grad():
@@ -204,7 +204,7 @@ class BatchedPotential:
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                graph = make_fx(joint)(points[0].detach())
+                graph = simplify(record(joint, points[0].detach()))
                 fast = torch.jit.trace(graph, (points[0].detach(),), check_trace=False)
             for z in points:
                 U0, g0 = self._eager(z)

@@ -352,16 +352,60 @@ def test_warm_started_sampler_on_a_badly_scaled_gaussian():
 
 
 def test_default_metric_is_dense_for_small_models_and_diagonal_for_larger_ones():
-    def wide(y):
-        mu = pyro.sample("mu", dist.Normal(0.0, 1.0).expand([12]).to_event(1))
+    def wide(y, D=12):
+        mu = pyro.sample("mu", dist.Normal(0.0, 1.0).expand([D]).to_event(1))
         with pyro.plate("N", y.shape[0]):
             pyro.sample("y", dist.Normal(mu.sum(-1, keepdim=True), 1.0).to_event(1), obs=y)
 
     kw = dict(method="nuts", num_chains=2, num_samples=20, num_warmup=20, progress=False)
-    small = fit("coin", data=COIN, **kw)
+    small = fit(wide, data={"y": torch.zeros(3, 1), "D": 3}, **kw)
     large = fit(wide, data={"y": torch.zeros(3, 1)}, **kw)
+    one = fit("coin", data=COIN, **kw)  # in one dimension the two are the same metric: the cheaper one
     assert any("dense mass matrix" in n for n in small.notes), small.notes
     assert any("diagonal mass matrix" in n for n in large.notes), large.notes
+    assert any("diagonal mass matrix" in n for n in one.notes), one.notes
     forced = fit("coin", data=COIN, full_mass=False, warm_start=False, **kw)
     assert any("diagonal mass matrix" in n for n in forced.notes)
     assert not any("curvature" in n for n in forced.notes)
+
+
+# ---- the compiled trajectory ----------------------------------------------------------------------------
+@pytest.mark.parametrize("full_mass", [False, True])
+def test_compiled_trajectory_is_the_python_tree(full_mass):
+    """The TorchScript tree (compiled leaf inside) against the plain-Python `TreeBuilder` on the same draws:
+    the same proposals, step counts, depths and divergences, transition after transition."""
+    from inference.batched_nuts import Leaf, Metric, NUTSKernel, _probe_state
+
+    X = torch.randn(30, 3, generator=torch.Generator().manual_seed(0))
+    data = {"X": X, "y": X @ torch.tensor([1.0, -2.0, 0.5]) + 0.3 * torch.randn(30)}
+    structure = inspect_model(regression, data)
+    pot = BatchedPotential(regression, data, structure, num_chains=4)
+    gen = torch.Generator().manual_seed(5)
+    z = torch.randn(4, pot.dim, generator=gen)
+    U, grad = pot.value_and_grad(z)
+    D = pot.dim
+    inverse_mass = (torch.eye(D) * 0.05).expand(4, D, D).clone() if full_mass else torch.full((4, D), 0.05)
+    metric = Metric(inverse_mass)
+    leaf = Leaf(pot._eager, robust=pot.value_and_grad)
+    assert leaf.compile([_probe_state(z, U, grad, inverse_mass, gen, 6) for _ in range(2)])
+    kernel = NUTSKernel(leaf, 6, 4, D, z.dtype)
+    step = torch.full((4, 1), 0.3)
+    assert kernel.compile_tree(metric, z, U, grad, step, gen) and kernel.scripted, kernel.why_not_scripted
+    python_kernel = NUTSKernel(Leaf(pot._eager, robust=pot.value_and_grad), 6, 4, D, z.dtype)
+    depths = []
+    for _ in range(15):
+        seed = int(torch.randint(0, 2**31, (1,), generator=gen))
+        a = kernel.transition(metric, z, U, grad, step, torch.Generator().manual_seed(seed))
+        b = python_kernel.transition(metric, z, U, grad, step, torch.Generator().manual_seed(seed))
+        assert torch.equal(a.n_steps, b.n_steps) and torch.equal(a.tree_depth, b.tree_depth)
+        assert torch.equal(a.diverging, b.diverging)
+        assert torch.allclose(a.z, b.z, rtol=1e-4, atol=1e-5) and torch.allclose(a.accept_prob, b.accept_prob,
+                                                                                   rtol=1e-4, atol=1e-5)
+        depths.append(a.tree_depth)
+        z, U, grad = a.z, a.U, a.grad
+    assert len(set(torch.cat(depths).tolist())) > 1  # trees of different depths were compared
+
+
+def test_fit_reports_the_compiled_trajectory():
+    post = fit("coin", data=COIN, method="nuts", num_chains=2, num_samples=20, num_warmup=20, progress=False)
+    assert any("compiled leapfrog step and trajectory" in n for n in post.notes), post.notes
