@@ -323,10 +323,10 @@ def _rows(problem: dict, budget: tuple, have_numpyro: bool) -> list[tuple[str, d
     rows.append(("stock Pyro NUTS", _assess(stock, reference, t_stock)))
     # the levers one by one: the batch on a compiled step alone (diagonal metric from the identity,
     # as Stan starts), then the warm start from the curvature at the mode, then the default, which
-    # adds the dense metric where the dimension is small
+    # adds the dense metric where the dimension is small and the mode shows correlation
     for label, options in (("suite: batched + compiled (diag)", {"full_mass": False, "warm_start": False}),
                            ("suite: + warm start (diag)", {"full_mass": False}),
-                           ("suite fit default (+ dense if 1 < D <= 10)", {})):
+                           ("suite fit default (+ dense if 1 < D <= 10 and correlated)", {})):
         samples, t, notes = run_suite(problem, *budget, **options)
         rows.append((label, _assess(samples, reference, t)))
     if have_numpyro:

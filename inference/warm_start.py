@@ -88,6 +88,14 @@ class Laplace:
     covariance: torch.Tensor  # (D, D)
     how: str
 
+    def max_abs_correlation(self) -> float:
+        """The largest |correlation| between two coordinates under the approximation (0 in one dimension)."""
+        cov = self.covariance.double()
+        sd = torch.diagonal(cov).sqrt()
+        corr = cov / (sd.unsqueeze(0) * sd.unsqueeze(1))
+        off = corr - torch.diag_embed(torch.diagonal(corr))
+        return float(off.abs().max()) if off.numel() > 1 else 0.0
+
     def inverse_mass(self, num_chains: int, dense: bool) -> torch.Tensor:
         """``(C, D, D)`` when `dense`, else the diagonal (the marginal variances), ``(C, D)``."""
         m = self.covariance if dense else torch.diagonal(self.covariance).clone()

@@ -299,6 +299,7 @@ def test_laplace_start_recovers_a_gaussian_exactly():
     diag, _ = curvature_metric(_gaussian_potential(m, S), torch.zeros(4, 3, dtype=torch.float64), dense=False)
     assert dense.shape == (4, 3, 3) and diag.shape == (4, 3)
     torch.testing.assert_close(diag[2], torch.diagonal(S), rtol=1e-4, atol=1e-9)
+    assert approx.max_abs_correlation() == pytest.approx(0.9, abs=1e-3)  # S's coordinates 0 and 1
 
 
 def test_warm_start_falls_back_to_the_identity_where_there_is_no_mode():
@@ -358,12 +359,16 @@ def test_default_metric_is_dense_for_small_models_and_diagonal_for_larger_ones()
             pyro.sample("y", dist.Normal(mu.sum(-1, keepdim=True), 1.0).to_event(1), obs=y)
 
     kw = dict(method="nuts", num_chains=2, num_samples=20, num_warmup=20, progress=False)
-    small = fit(wide, data={"y": torch.zeros(3, 1), "D": 3}, **kw)
+    # two coefficients seen only through their sum: correlation -0.97 at the mode
+    small = fit(wide, data={"y": torch.zeros(30, 1), "D": 2}, **kw)
     large = fit(wide, data={"y": torch.zeros(3, 1)}, **kw)
     one = fit("coin", data=COIN, **kw)  # in one dimension the two are the same metric: the cheaper one
+    # small but uncorrelated (each coefficient observed on its own): nothing for a dense metric to capture
+    uncorrelated = fit(regression, data={"X": torch.eye(3).repeat(10, 1), "y": torch.zeros(30)}, **kw)
     assert any("dense mass matrix" in n for n in small.notes), small.notes
     assert any("diagonal mass matrix" in n for n in large.notes), large.notes
     assert any("diagonal mass matrix" in n for n in one.notes), one.notes
+    assert any("diagonal mass matrix" in n for n in uncorrelated.notes), uncorrelated.notes
     forced = fit("coin", data=COIN, full_mass=False, warm_start=False, **kw)
     assert any("diagonal mass matrix" in n for n in forced.notes)
     assert not any("curvature" in n for n in forced.notes)
