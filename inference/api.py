@@ -53,7 +53,8 @@ def _check_options(method: str, options: dict) -> dict:
         if key in ("warm_start", "jit_compile") and not isinstance(value, (bool, np.bool_)):
             raise InputError(key, f"must be True or False, got {value!r}")
         if key == "full_mass" and value is not None and not isinstance(value, (bool, np.bool_)):
-            raise InputError(key, f"must be True, False or None (None: dense for 2-10 correlated dimensions), got {value!r}")
+            raise InputError(key, "must be True, False or None (None: dense for 2-10 correlated dimensions), "
+                                  f"got {value!r}")
         if key == "backend" and value not in BACKENDS:
             raise InputError(key, f"unknown backend {value!r}; choose one of {', '.join(BACKENDS)}")
         if key in ("lr", "target_accept", "step_size") and not (isinstance(value, (int, float)) and value > 0):

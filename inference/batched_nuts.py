@@ -93,6 +93,13 @@ def _leaf_checkpoints(n: int) -> tuple[int, int]:
     return idx_max - trailing_ones + 1, idx_max
 
 
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """A compiled output against its eager twin: flags and counts exactly, values to float tolerance."""
+    if a.dtype in (torch.bool, torch.long):
+        return torch.equal(a, b)
+    return torch.allclose(a, b, rtol=1e-4, atol=1e-5, equal_nan=True)
+
+
 def _where(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.unsqueeze(-1) if a.dim() > mask.dim() else mask, a, b)
 
@@ -221,12 +228,8 @@ class Leaf:
                 compiled = torch.jit.trace(graph, tuple(t.clone() for t in examples[0]), check_trace=False)
                 for example in examples + examples:  # twice: the profiling executor re-optimises early on
                     got, want = compiled(*example), self.eager(*example)
-                    for a, b in zip(got, want):
-                        if a.dtype in (torch.bool, torch.long):
-                            if not torch.equal(a, b):
-                                return False
-                        elif not torch.allclose(a, b, rtol=1e-4, atol=1e-5, equal_nan=True):
-                            return False
+                    if not all(_same(a, b) for a, b in zip(got, want)):
+                        return False
         except Exception:
             return False
         self.compiled = compiled
@@ -394,11 +397,7 @@ class NUTSKernel:
                     got, want = scripted(*inputs), self.python_tree(*inputs)
                     for name, a, b in zip(("z", "U", "grad", "sum_accept", "n_steps", "diverging", "depth"),
                                           got, want):
-                        if a.dtype in (torch.bool, torch.long):
-                            same = torch.equal(a, b)
-                        else:
-                            same = torch.allclose(a, b, rtol=1e-4, atol=1e-5, equal_nan=True)
-                        if not same:
+                        if not _same(a, b):
                             self.why_not_scripted = f"the scripted tree's {name} differs from the Python tree's"
                             return False
         except Exception as exc:
