@@ -586,9 +586,10 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
 
     `value_and_grad` gives (U, dU/dz) for a ``(C, D)`` batch. `traceable`, if given, is a version of it
     that ``make_fx`` can record (plain tensor code, no compiled parts): the NUTS leaf step is then
-    compiled around it (and ``on_compiled`` is told whether that succeeded). When a leaf step raises an
-    exception that ``is_failure`` accepts (a numerical failure of one chain), the step is redone with
-    `value_and_grad`, which must then evaluate the chains one by one (see `BatchedPotential.per_chain`).
+    compiled around it, and the doubling loop around that (``on_compiled`` is told which parts are
+    compiled). When a leaf step raises an exception that ``is_failure`` accepts (a numerical failure of
+    one chain), the step is redone with `value_and_grad`, which must then evaluate the chains one by one
+    (see `BatchedPotential.per_chain`).
 
     `initial_inverse_mass` (``(C, D)``, or ``(C, D, D)`` with `full_mass`) is the metric warm-up starts
     from instead of the identity (see `warm_start`).
