@@ -28,8 +28,9 @@ __all__ = ["record", "simplify", "count_operations"]
 
 aten = torch.ops.aten
 
-# operations that return their input unchanged (as values: the step never mutates a view in place)
-_NO_OPS = {aten.detach.default, aten.alias.default, aten.lift_fresh_copy.default, aten.clone.default}
+# operations that return their input unchanged, strides included (not `clone`, which may make a tensor
+# contiguous for a `view` that follows: factor analysis's graph needs it)
+_NO_OPS = {aten.detach.default, aten.alias.default, aten.lift_fresh_copy.default}
 # shape-only operations: a no-op when the result has the input's shape
 _VIEWS = {aten.expand.default, aten.view.default, aten._unsafe_view.default, aten.reshape.default}
 

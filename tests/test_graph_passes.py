@@ -52,3 +52,16 @@ def test_simplify_keeps_constants_that_the_graph_mutates():
     second = gm(torch.ones(2))
     assert torch.equal(first, second) and torch.equal(first, (offset + 1) * 2)
     assert torch.equal(offset, torch.tensor([1.0, 2.0]))
+
+
+def test_simplify_keeps_copies_that_make_a_tensor_contiguous():
+    """`clone` can change strides: dropping it before a `view` broke factor analysis's leaf step."""
+
+    def f(x):
+        return x.t().contiguous().view(-1) * 2
+
+    x = torch.randn(3, 4)
+    gm = simplify(record(f, x))
+    assert torch.equal(gm(x), f(x))
+    traced = torch.jit.trace(gm, (x,), check_trace=False)
+    assert torch.equal(traced(x), f(x))
