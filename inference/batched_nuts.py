@@ -42,7 +42,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .graph_passes import record, simplify
+from .graph_passes import has_checks, record, simplify
 
 MAX_DELTA_ENERGY = 1000.0
 ValueAndGrad = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
@@ -225,6 +225,8 @@ class Leaf:
                 warnings.simplefilter("ignore")
                 first = tuple(t.clone() for t in examples[0])
                 graph = simplify(record(step, *first))
+                if has_checks(graph):  # e.g. a Cholesky factor's error check, which tracing would drop
+                    return False
                 compiled = torch.jit.trace(graph, tuple(t.clone() for t in examples[0]), check_trace=False)
                 for example in examples + examples:  # twice: the profiling executor re-optimises early on
                     got, want = compiled(*example), self.eager(*example)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.fx as fx
 
-__all__ = ["record", "simplify", "count_operations"]
+__all__ = ["record", "simplify", "count_operations", "has_checks"]
 
 aten = torch.ops.aten
 
@@ -53,6 +53,14 @@ def record(function, *inputs) -> fx.GraphModule:
         context = contextlib.nullcontext()
     with context:
         return make_fx(function)(*inputs)
+
+
+def has_checks(graph_module: fx.GraphModule) -> bool:
+    """Whether the graph holds operations that return nothing: checks that raise, such as a Cholesky
+    factor's ``_linalg_check_errors``. ``torch.jit.trace`` drops them (nothing uses their output), so a
+    traced graph would return a garbage density where the eager code raises; callers stay eager then."""
+    return any(node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
+               and not node.target._schema.returns for node in graph_module.graph.nodes)
 
 
 def count_operations(graph_module: fx.GraphModule) -> int:
@@ -148,13 +156,22 @@ def _eliminate_common_subexpressions(gm: fx.GraphModule) -> None:
             seen[key] = node
 
 
+def _eliminate_dead_code(gm: fx.GraphModule) -> None:
+    """Drop unused pure operations. Operations that return nothing are checks, kept: a Cholesky factor's
+    ``_linalg_check_errors`` is what raises for a matrix that is not positive definite (dropping it let a
+    compiled factor-analysis step return a garbage density instead of failing)."""
+    for node in reversed(list(gm.graph.nodes)):
+        if node.op == "call_function" and not node.users and _is_pure(node) and node.target._schema.returns:
+            gm.graph.erase_node(node)
+
+
 def simplify(gm: fx.GraphModule) -> fx.GraphModule:
     """Constant folding, no-op removal, CSE and DCE on a ``make_fx`` graph, in place; returns it."""
     for _ in range(3):  # each pass exposes work for the others
         _fold_constants(gm)
         _drop_no_ops(gm)
         _eliminate_common_subexpressions(gm)
-        gm.graph.eliminate_dead_code()
+        _eliminate_dead_code(gm)
     # buffers nobody reads any more
     used = {node.target for node in gm.graph.nodes if node.op == "get_attr"}
     for name in [n for n, _ in gm.named_buffers() if n not in used]:

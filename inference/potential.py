@@ -193,7 +193,7 @@ class BatchedPotential:
         if not self._compile_requested or self.compiled:
             return self.compiled
         try:
-            from .graph_passes import record, simplify
+            from .graph_passes import has_checks, record, simplify
 
             def joint(z):
                 with torch.enable_grad():
@@ -205,6 +205,8 @@ class BatchedPotential:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 graph = simplify(record(joint, points[0].detach()))
+                if has_checks(graph):  # checks that raise (Cholesky) would be dropped by tracing: stay eager
+                    return False
                 fast = torch.jit.trace(graph, (points[0].detach(),), check_trace=False)
             for z in points:
                 U0, g0 = self._eager(z)

@@ -411,9 +411,10 @@ def test_compiled_trajectory_is_the_python_tree(full_mass):
     assert len(set(torch.cat(depths).tolist())) > 1  # trees of different depths were compared
 
 
-@pytest.mark.parametrize("name", ["coin", "factor_analysis"])
-def test_fit_reports_the_compiled_trajectory(name):
-    """The compiled path is in use on the registered models' embedded data (factor analysis's leaf graph
-    once failed to compile silently, after a graph pass dropped a copy a view needed: 4x slower)."""
+@pytest.mark.parametrize("name, how", [("coin", "compiled leapfrog step and trajectory"),
+                                       ("factor_analysis", "eager leapfrog step")])
+def test_fit_reports_the_compiled_trajectory(name, how):
+    """The coin runs compiled; factor analysis's density has a Cholesky factor, whose error check tracing
+    would drop (a garbage density where eager code raises), so it stays eager."""
     post = fit(name, method="nuts", num_chains=2, num_samples=10, num_warmup=10, progress=False)
-    assert any("compiled leapfrog step and trajectory" in n for n in post.notes), post.notes
+    assert any(how in n for n in post.notes), post.notes

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from inference.graph_passes import count_operations, record, simplify
+from inference.graph_passes import count_operations, has_checks, record, simplify
 
 aten = torch.ops.aten
 
@@ -65,3 +66,19 @@ def test_simplify_keeps_copies_that_make_a_tensor_contiguous():
     assert torch.equal(gm(x), f(x))
     traced = torch.jit.trace(gm, (x,), check_trace=False)
     assert torch.equal(traced(x), f(x))
+
+
+def test_graphs_with_checks_that_raise_are_recognised():
+    """A Cholesky factor's error check returns nothing and jit.trace drops it: the traced graph would not
+    raise where eager code does, so `has_checks` must flag such graphs (the samplers then stay eager)."""
+
+    def f(a):
+        return torch.linalg.cholesky(a).sum()
+
+    def g(a):
+        return (a * 2).sum()
+
+    gm = simplify(record(f, torch.eye(2)))
+    assert has_checks(gm) and not has_checks(simplify(record(g, torch.eye(2))))
+    with pytest.raises(Exception, match="positive-definite"):
+        gm(-torch.eye(2))  # simplify keeps the check itself
