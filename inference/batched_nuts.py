@@ -19,8 +19,9 @@ others go on; one gradient evaluation serves every chain at each leapfrog step.
 
 Compiled in two layers (see `Leaf` and `TreeBuilder`): the leaf step, the model's gradient and the
 U-turn checks included, is one traced graph; the doubling loop around it is TorchScript, so a whole
-transition is one call from Python. The random numbers of a transition are drawn before it
-(`transition_draws`), which makes the compiled and the plain-Python tree the same function.
+transition is one call from Python. A transition draws its random numbers (momentum, directions, leaf
+and merge uniforms) from its own generator, seeded from the run's, so the compiled and the plain-Python
+tree are the same function of that seed.
 
 Warm-up follows Stan: step size by dual averaging (target acceptance `target_accept`, gamma 0.05,
 t0 10, kappa 0.75) throughout; a diagonal or dense inverse mass matrix estimated in doubling windows
@@ -66,9 +67,7 @@ class Metric:
 
     def momentum_from(self, eps: torch.Tensor) -> torch.Tensor:
         """r ~ N(0, M) from standard normals `eps`."""
-        if self.dense:
-            return (self.mass_factor @ eps.unsqueeze(-1)).squeeze(-1)
-        return eps * self.mass_factor
+        return _momentum(self.mass_factor, eps)
 
     def velocity(self, r: torch.Tensor) -> torch.Tensor:
         return _velocity(self.inverse_mass, r)
@@ -134,6 +133,12 @@ class Transition:
     tree_depth: torch.Tensor | None = None
 
 
+def _momentum(mass_factor: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    if mass_factor.dim() == 3:
+        return torch.bmm(mass_factor, eps.unsqueeze(-1)).squeeze(-1)
+    return eps * mass_factor
+
+
 def _velocity(inverse_mass: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     if inverse_mass.dim() == 3:  # bmm: three recorded operations where `@` decomposes into seven
         return torch.bmm(inverse_mass, r.unsqueeze(-1)).squeeze(-1)
@@ -163,7 +168,7 @@ class Leaf:
     def eager(self, *state):
         return self._step(self.value_and_grad, *state)
 
-    def _step(self, value_and_grad, z, r, g, v, step, inverse_mass, H0, active, u, log_w, s_z, s_U, s_g,
+    def _step(self, value_and_grad, z, r, g, v, step, inverse_mass, H0, active, log_u, log_w, s_z, s_U, s_g,
               r_sum, div, turning, sum_accept, n_steps, ck_r, ck_v, ck_sum, write, check):
         # the leapfrog step from the subtree's edge
         r_half = r - 0.5 * step * g
@@ -171,34 +176,35 @@ class Leaf:
         U1, g1 = value_and_grad(z1)
         r1 = r_half - 0.5 * step * g1
         v1 = _velocity(inverse_mass, r1)
-        dH = U1 + 0.5 * (r1 * v1).sum(-1) - H0
-        dH = torch.where(torch.isnan(dH), torch.full_like(dH, math.inf), dH)
+        # the leaf's log weight, exp(H0 - H1): -inf for chains outside `active`, so that they add nothing below
+        leaf_log_w = torch.where(active, torch.nan_to_num(H0 - (U1 + 0.5 * (r1 * v1).sum(-1)), nan=-math.inf,
+                                                          posinf=math.inf, neginf=-math.inf), -math.inf)
         # multinomial sampling of the subtree's proposal
-        leaf_log_w = -dH
-        sum_accept = sum_accept + torch.where(active, torch.exp(leaf_log_w).clamp(max=1.0), 0.0)
+        sum_accept = sum_accept + torch.exp(leaf_log_w).clamp(max=1.0)
         n_steps = n_steps + active.to(n_steps.dtype)
         new_log_w = torch.logaddexp(log_w, leaf_log_w)
-        take = active & (u < torch.exp(leaf_log_w - new_log_w))
+        take = log_u < leaf_log_w - new_log_w
         col, take_col = active.unsqueeze(-1), take.unsqueeze(-1)
         s_z = torch.where(take_col, z1, s_z)
         s_U = torch.where(take, U1, s_U)
         s_g = torch.where(take_col, g1, s_g)
-        log_w = torch.where(active, new_log_w, log_w)
+        log_w = new_log_w
         r_sum = torch.where(col, r_sum + r1, r_sum)
-        div = div | (active & (dH > MAX_DELTA_ENERGY))
+        div = div | (active & (leaf_log_w < -MAX_DELTA_ENERGY))
         # U-turns of the sub-subtrees that end at this leaf: compared with the checkpoints `check` marks
         # (NumPyro's `_is_iterative_turning`, every checkpoint at once), then this leaf's own checkpoint
         # stored where `write` marks (even leaves)
         rho = r_sum.unsqueeze(1) - ck_sum + 0.5 * (ck_r - r1.unsqueeze(1))
         turned = ((ck_v * rho).sum(-1) <= 0) | ((v1.unsqueeze(1) * rho).sum(-1) <= 0)
-        turning = turning | (active & (turned & check).any(-1))
+        turning = turning | (turned & check).any(-1)  # (for chains outside `active` it no longer matters)
         write_col = write.view(1, -1, 1)
         ck_r = torch.where(write_col, r1.unsqueeze(1), ck_r)
         ck_v = torch.where(write_col, v1.unsqueeze(1), ck_v)
         ck_sum = torch.where(write_col, r_sum.unsqueeze(1), ck_sum)
-        return (torch.where(col, z1, z), torch.where(col, r1, r), torch.where(col, g1, g), torch.where(col, v1, v),
-                log_w, s_z, s_U, s_g, r_sum, div, turning, sum_accept, n_steps, active & ~(turning | div),
-                ck_r, ck_v, ck_sum)
+        # chains outside `active` keep their edge's position and momentum (so their leapfrog steps stay where
+        # they are); their gradient and velocity are not read again before the tree is done with them
+        return (torch.where(col, z1, z), torch.where(col, r1, r), g1, v1, log_w, s_z, s_U, s_g, r_sum, div, turning,
+                sum_accept, n_steps, active & ~(turning | div), ck_r, ck_v, ck_sum)
 
     def __call__(self, *args):
         self.evaluations += 1
@@ -216,9 +222,9 @@ class Leaf:
         every example (states whose tensors are all distinct: tracing identifies inputs by identity)."""
         try:
             # make_fx wants a plain function of tensors
-            def step(z, r, g, v, step, inverse_mass, H0, active, u, log_w, s_z, s_U, s_g, r_sum, div,
+            def step(z, r, g, v, step, inverse_mass, H0, active, log_u, log_w, s_z, s_U, s_g, r_sum, div,
                      turning, sum_accept, n_steps, ck_r, ck_v, ck_sum, write, check):
-                return self.eager(z, r, g, v, step, inverse_mass, H0, active, u, log_w, s_z, s_U, s_g,
+                return self.eager(z, r, g, v, step, inverse_mass, H0, active, log_u, log_w, s_z, s_U, s_g,
                                   r_sum, div, turning, sum_accept, n_steps, ck_r, ck_v, ck_sum, write, check)
 
             with warnings.catch_warnings():
@@ -257,27 +263,41 @@ def _checkpoint_masks(n: int, K: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class TreeBuilder(torch.nn.Module):
-    """The trajectory of one NUTS transition for every chain, from its momentum and random numbers.
+    """One NUTS transition of every chain: momentum, trajectory and proposal, from a seeded generator.
 
     Written in the subset of Python that TorchScript compiles: with the compiled leaf step as `leaf`,
     `compile_tree` turns the whole doubling loop (subtrees, merges, U-turn checks) into one TorchScript
     call per transition, so Python's per-operation overhead (about as large as the leaf's own cost on
     a one-parameter model) is paid once per transition instead of some fifty times per leaf. With the
     eager `Leaf` as `leaf` the same code runs as plain Python (the reference path, and the fallback
-    when a batch fails numerically). Both consume the same pre-drawn random numbers, so they give the
-    same transition.
+    when a batch fails numerically). Both draw the same random numbers from `generator` in the same order,
+    so from the same seed they give the same transition.
     """
 
-    def __init__(self, leaf, max_tree_depth: int):
+    def __init__(self, leaf, max_tree_depth: int, C: int, D: int, dtype):
         super().__init__()
         self.leaf = leaf
         self.max_tree_depth = max_tree_depth
+        # per leaf index of the largest subtree: which checkpoints it writes and is checked against (kept
+        # here as lists: a list argument would be converted tensor by tensor on every call)
+        write_masks, check_masks = _checkpoint_tables(max_tree_depth)
+        self.write_masks: list[torch.Tensor] = list(write_masks.unbind(0))
+        self.check_masks: list[torch.Tensor] = list(check_masks.unbind(0))
+        self.no_checkpoints = torch.zeros(C, max(max_tree_depth, 1), D, dtype=dtype)
 
-    def forward(self, z, U, grad, r, v, H0, step_size, inverse_mass, right_draws, leaf_draws, merge_draws,
-                write_masks, check_masks, no_checkpoints):
-        C = z.shape[0]
+    def forward(self, z, U, grad, step_size, inverse_mass, mass_factor, generator: torch.Generator):
+        C, D = z.shape[0], z.shape[1]
         dtype = z.dtype
-        zl, zr, rl, rr, vl, vr, gl, gr = z, z, r, r, v, v, grad, grad
+        # the momentum, its Hamiltonian, a direction and a merge uniform per doubling; the leaves' uniforms
+        # are drawn subtree by subtree below
+        r = _momentum(mass_factor, torch.randn([C, D], generator=generator, dtype=dtype))
+        v = _velocity(inverse_mass, r)
+        H0 = torch.nan_to_num(U + 0.5 * (r * v).sum(-1), nan=math.inf, posinf=math.inf, neginf=-math.inf)
+        right_draws = torch.rand([self.max_tree_depth, C], generator=generator, dtype=dtype) < 0.5
+        merge_draws = torch.rand([self.max_tree_depth, C], generator=generator, dtype=dtype)
+        # each edge of the tree as one (C, 4, D) tensor: position, momentum, gradient, velocity
+        left = torch.stack([z, r, grad, v], 1)
+        right_edge = left
         z_prop, U_prop, g_prop = z, U, grad
         log_w = torch.zeros_like(U)
         r_sum = r
@@ -289,44 +309,50 @@ class TreeBuilder(torch.nn.Module):
         neg_inf = torch.full_like(U, -math.inf)
         zero_r = torch.zeros_like(r)
         no = torch.zeros(C, dtype=torch.bool)
+        signed_steps = (right_draws.to(dtype) * 2.0 - 1.0).unsqueeze(-1) * step_size.unsqueeze(0)
         for j in range(self.max_tree_depth):
             active = ~done
             if not bool(active.any()):
                 break
             right = right_draws[j]
-            step = (right.to(dtype) * 2.0 - 1.0).unsqueeze(-1) * step_size
-            zc, rc, gc, vc = _where(right, zr, zl), _where(right, rr, rl), _where(right, gr, gl), _where(right, vr, vl)
-            # --- a subtree of 2**j leaves, leaf by leaf (its draws: rows 2**j - 1 .. 2**(j+1) - 2) -------
+            edge = torch.where(right.view(C, 1, 1), right_edge, left)
+            zc, rc, gc, vc = edge.unbind(1)
+            # --- a subtree of 2**j leaves, leaf by leaf ---------------------------------------------------
+            leaf_log_u = torch.rand([1 << j, C], generator=generator, dtype=dtype).log()
             s_active, s_log_w, s_r_sum, s_turning, s_diverging = active, neg_inf, zero_r, no, no
             s_z, s_U, s_g = zc, U_prop, gc
-            ck_r, ck_v, ck_sum = no_checkpoints, no_checkpoints, no_checkpoints
-            first = (1 << j) - 1
+            ck_r, ck_v, ck_sum = self.no_checkpoints, self.no_checkpoints, self.no_checkpoints
+            step = signed_steps[j]
             for n in range(1 << j):
                 (zc, rc, gc, vc, s_log_w, s_z, s_U, s_g, s_r_sum, s_diverging, s_turning, sum_accept, n_steps,
                  s_active, ck_r, ck_v, ck_sum) = self.leaf(
-                    zc, rc, gc, vc, step, inverse_mass, H0, s_active, leaf_draws[first + n], s_log_w, s_z, s_U,
+                    zc, rc, gc, vc, step, inverse_mass, H0, s_active, leaf_log_u[n], s_log_w, s_z, s_U,
                     s_g, s_r_sum, s_diverging, s_turning, sum_accept, n_steps, ck_r, ck_v, ck_sum,
-                    write_masks[n], check_masks[n])
+                    self.write_masks[n], self.check_masks[n])
                 if not bool(s_active.any()):
                     break
             # --- merge the subtree into the tree ------------------------------------------------------------
-            grow_right, grow_left = active & right, active & ~right
-            zr, rr, vr, gr = _where(grow_right, zc, zr), _where(grow_right, rc, rr), _where(grow_right, vc, vr), \
-                _where(grow_right, gc, gr)
-            zl, rl, vl, gl = _where(grow_left, zc, zl), _where(grow_left, rc, rl), _where(grow_left, vc, vl), \
-                _where(grow_left, gc, gl)
-            r_sum = _where(active, r_sum + s_r_sum, r_sum)
-            move = torch.exp(s_log_w - log_w).clamp(max=1.0)
-            move = torch.where(s_turning | s_diverging, torch.zeros_like(move), move)
-            take = active & (merge_draws[j] < move)
-            z_prop, U_prop, g_prop = _where(take, s_z, z_prop), torch.where(take, s_U, U_prop), \
-                _where(take, s_g, g_prop)
-            log_w = torch.where(active, torch.logaddexp(log_w, s_log_w), log_w)
+            # (chains that were done before this subtree took no step in it: their subtree weight is zero,
+            # their flags stay false, and their edges, momentum sum and log weight come out unchanged)
+            grown = torch.stack([zc, rc, gc, vc], 1)
+            right_side = right.view(C, 1, 1)
+            right_edge = torch.where(right_side, grown, right_edge)
+            left = torch.where(right_side, left, grown)
+            r_sum = r_sum + s_r_sum
+            stopped = s_turning | s_diverging
+            move = torch.exp(s_log_w - log_w).clamp(max=1.0).masked_fill(stopped, 0.0)
+            take = merge_draws[j] < move
+            take_col = take.unsqueeze(-1)
+            z_prop, U_prop, g_prop = torch.where(take_col, s_z, z_prop), torch.where(take, s_U, U_prop), \
+                torch.where(take_col, s_g, g_prop)
+            log_w = torch.logaddexp(log_w, s_log_w)
             depth = depth + active.long()
-            diverging = diverging | (active & s_diverging)
-            turning = _is_turning(vl, vr, rl, rr, r_sum)
-            done = done | (active & (s_turning | s_diverging | turning))
-        return z_prop, U_prop, g_prop, sum_accept, n_steps, diverging, depth
+            diverging = diverging | s_diverging
+            turning = _is_turning(left.select(1, 3), right_edge.select(1, 3), left.select(1, 1),
+                                  right_edge.select(1, 1), r_sum)
+            done = done | stopped | turning
+        accept = sum_accept / n_steps.clamp(min=1).to(dtype)
+        return z_prop, U_prop, g_prop, H0, accept, n_steps, diverging, depth
 
 
 def _checkpoint_tables(max_tree_depth: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -336,69 +362,58 @@ def _checkpoint_tables(max_tree_depth: int) -> tuple[torch.Tensor, torch.Tensor]
     return torch.stack([w for w, _ in rows]), torch.stack([c for _, c in rows])
 
 
-def transition_draws(generator: torch.Generator, C: int, D: int, dtype, max_tree_depth: int) -> tuple:
-    """Every random number one NUTS transition may use: the momentum's standard normals ``(C, D)``, a
-    direction per doubling ``(depth, C)``, a uniform per possible leaf ``(2**depth - 1, C)`` and one per
-    merge ``(depth, C)``."""
-    eps = torch.randn(C, D, generator=generator, dtype=dtype)
-    right = torch.rand(max_tree_depth, C, generator=generator, dtype=dtype) < 0.5
-    leaves = torch.rand((1 << max_tree_depth) - 1, C, generator=generator, dtype=dtype)
-    merges = torch.rand(max_tree_depth, C, generator=generator, dtype=dtype)
-    return eps, right, leaves, merges
-
-
 class NUTSKernel:
-    """One NUTS transition of every chain: the momentum and H0 in Python, the trajectory by `TreeBuilder`
-    (TorchScript-compiled when `compile_tree` succeeds, plain Python otherwise)."""
+    """One NUTS transition of every chain by `TreeBuilder`: TorchScript-compiled when `compile_tree`
+    succeeds, plain Python otherwise."""
 
     def __init__(self, leaf: Leaf, max_tree_depth: int, C: int, D: int, dtype):
         self.leaf, self.max_tree_depth = leaf, max_tree_depth
-        self.python_tree = TreeBuilder(leaf, max_tree_depth)
+        self.C, self.D, self.dtype = C, D, dtype
+        self.python_tree = TreeBuilder(leaf, max_tree_depth, C, D, dtype)
         self.tree: Callable = self.python_tree
         self.scripted = False
         self.why_not_scripted = ""
-        self.write_masks, self.check_masks = _checkpoint_tables(max_tree_depth)
-        self.no_checkpoints = torch.zeros(C, max(max_tree_depth, 1), D, dtype=dtype)
+        # each transition draws from its own stream, seeded from the run's generator: replaying a
+        # transition (in Python, after a numerical failure in the compiled tree) re-seeds it, which costs
+        # less than saving and restoring the generator's state every time
+        self.stream = torch.Generator()
 
-    def _inputs(self, metric: Metric, z, U, grad, step_size, draws) -> tuple:
-        eps, right, leaves, merges = draws
-        r = metric.momentum_from(eps)
-        v = metric.velocity(r)
-        H0 = U + _kinetic(r, v)
-        H0 = torch.where(torch.isnan(H0), torch.full_like(H0, math.inf), H0)
-        return (z, U, grad, r, v, H0, step_size, metric.inverse_mass, right, leaves, merges, self.write_masks,
-                self.check_masks, self.no_checkpoints)
+    def _seed(self, generator: torch.Generator) -> int:
+        return int(torch.randint(0, 2**62, (1,), generator=generator))
 
     def transition(self, metric: Metric, z, U, grad, step_size, generator: torch.Generator) -> Transition:
         """`step_size` is ``(C, 1)``."""
-        draws = transition_draws(generator, z.shape[0], z.shape[1], z.dtype, self.max_tree_depth)
-        inputs = self._inputs(metric, z, U, grad, step_size, draws)
+        seed = self._seed(generator)
+        inputs = (z, U, grad, step_size, metric.inverse_mass, metric.mass_factor, self.stream.manual_seed(seed))
         try:
             out = self.tree(*inputs)
         except Exception as exc:  # a chain's arithmetic failed inside the compiled tree: redo it in Python,
             if not self.scripted or not self.leaf.is_failure(exc):  # same draws, chain by chain where needed
                 raise
+            self.stream.manual_seed(seed)
             out = self.python_tree(*inputs)
-        z_prop, U_prop, g_prop, sum_accept, n_steps, diverging, depth = out
-        accept = sum_accept / n_steps.clamp(min=1).to(U.dtype)
-        return Transition(z_prop, U_prop, g_prop, inputs[5], accept, n_steps, diverging, depth)
+        return Transition(*out)
 
     def compile_tree(self, metric: Metric, z, U, grad, step_size, generator: torch.Generator) -> bool:
         """Script `TreeBuilder` around the compiled leaf; keep it only if it reproduces the Python tree on
-        three transitions from (z, U, grad)."""
+        three transitions from (z, U, grad) with the same random numbers."""
         if self.leaf.compiled is None:
             self.why_not_scripted = "the leaf step is not compiled"
             return False
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                scripted = torch.jit.script(TreeBuilder(self.leaf.compiled, self.max_tree_depth))
+                scripted = torch.jit.script(TreeBuilder(self.leaf.compiled, self.max_tree_depth, self.C, self.D,
+                                                       self.dtype))
                 for _ in range(3):  # the profiling executor optimises after its first runs
-                    draws = transition_draws(generator, z.shape[0], z.shape[1], z.dtype, self.max_tree_depth)
-                    inputs = self._inputs(metric, z, U, grad, step_size, draws)
-                    got, want = scripted(*inputs), self.python_tree(*inputs)
-                    for name, a, b in zip(("z", "U", "grad", "sum_accept", "n_steps", "diverging", "depth"),
-                                          got, want):
+                    seed = self._seed(generator)
+                    inputs = (z, U, grad, step_size, metric.inverse_mass, metric.mass_factor,
+                              self.stream.manual_seed(seed))
+                    got = scripted(*inputs)
+                    self.stream.manual_seed(seed)
+                    want = self.python_tree(*inputs)
+                    for name, a, b in zip(("z", "U", "grad", "energy", "accept_prob", "n_steps", "diverging",
+                                           "depth"), got, want):
                         if not _same(a, b):
                             self.why_not_scripted = f"the scripted tree's {name} differs from the Python tree's"
                             return False
@@ -569,7 +584,7 @@ def _probe_state(z, U, grad, inverse_mass, generator, K: int) -> tuple:
 
     return (z + 0.01 * noise(C, D), r, grad + 0.01 * noise(C, D), _velocity(inverse_mass, r),
             0.01 * torch.rand(C, 1, generator=generator, dtype=dtype) + 1e-3, inverse_mass.clone(),
-            U + noise(C).abs(), active, torch.rand(C, generator=generator, dtype=dtype), noise(C),
+            U + noise(C).abs(), active, torch.rand(C, generator=generator, dtype=dtype).log(), noise(C),
             z + noise(C, D), U + noise(C), grad + noise(C, D), noise(C, D), flags(C), flags(C),
             torch.rand(C, generator=generator, dtype=dtype), torch.randint(0, 5, (C,), generator=generator),
             noise(C, K, D), noise(C, K, D), noise(C, K, D), flags(K), flags(K))

@@ -85,6 +85,20 @@ def _is_pure(node: fx.Node) -> bool:
                                              "exponential", "dropout", "uniform"))
 
 
+# operations whose result depends only on the shape and dtype of their tensor input: autograd's seed
+# gradient (``ones_like`` of the loss) and the zeros Pyro starts its sums from are constants of the graph
+_METADATA_ONLY = {aten.ones_like.default, aten.zeros_like.default, aten.full_like.default,
+                  aten.new_zeros.default, aten.new_ones.default, aten.new_full.default}
+
+
+def _stand_in(node: fx.Node) -> torch.Tensor | None:
+    """A real tensor with the recorded shape and dtype of `node` (for `_METADATA_ONLY` operations)."""
+    value = node.meta.get("val")
+    if not isinstance(value, torch.Tensor):
+        return None
+    return torch.zeros(tuple(value.shape), dtype=value.dtype)
+
+
 def _users_mutate(node: fx.Node) -> bool:
     return any(not _is_pure(user) and user.op == "call_function" for user in node.users)
 
@@ -100,16 +114,21 @@ def _fold_constants(gm: fx.GraphModule) -> None:
         if not _is_pure(node):
             continue
         inputs = node.all_input_nodes
-        if not all(n in values for n in inputs):
+        if node.target in _METADATA_ONLY:  # the value depends on the input's shape and dtype alone
+            args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: values.get(n, _stand_in(n)))
+        elif all(n in values for n in inputs):
+            args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: values[n])
+        else:
             continue
-        args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: values[n])
+        if any(a is None for a in args if not isinstance(a, (list, tuple))) and node.target in _METADATA_ONLY:
+            continue  # an input without recorded metadata
         try:
             result = node.target(*args, **kwargs)
         except Exception:
             continue
         values[node] = result
-        if not isinstance(result, torch.Tensor) or _users_mutate(node) or not inputs:
-            continue  # literals-only nodes (scalar_tensor, arange) are cheap to keep as they are
+        if not isinstance(result, torch.Tensor) or _users_mutate(node):
+            continue
         name = f"_folded_{count}"
         count += 1
         gm.register_buffer(name, result.clone(memory_format=torch.contiguous_format)
@@ -132,6 +151,215 @@ def _drop_no_ops(gm: fx.GraphModule) -> None:
             shape, before = _shape(node), _shape(source)
             if shape is not None and shape == before and not _users_mutate(node):
                 node.replace_all_uses_with(source)
+
+
+def _only_user(node, user) -> bool:
+    return isinstance(node, fx.Node) and len(node.users) == 1 and user in node.users
+
+
+def _is(node, target) -> bool:
+    return isinstance(node, fx.Node) and node.op == "call_function" and node.target is target
+
+
+def _fold_negations(gm: fx.GraphModule) -> None:
+    """Negations autograd leaves in pairs: ``x + (-y)`` becomes ``x - y``; ``-(-x)``, ``-((-x) * y)`` and
+    ``-((-x) / y)`` lose both signs (only where the inner results have no other use)."""
+    graph = gm.graph
+    for node in list(graph.nodes):
+        if _is(node, aten.add.Tensor) and len(node.args) == 2 and not node.kwargs:
+            x, y = node.args
+            if _is(y, aten.neg.default) and _only_user(y, node) and x is not y:
+                pass
+            elif _is(x, aten.neg.default) and _only_user(x, node) and x is not y:
+                x, y = y, x
+            else:
+                continue
+            if _users_mutate(y.args[0]):  # its read moves from the negation to here
+                continue
+            with graph.inserting_before(node):
+                difference = graph.call_function(aten.sub.Tensor, (x, y.args[0]))
+            difference.meta = dict(node.meta)
+            node.replace_all_uses_with(difference)
+            graph.erase_node(node)
+            graph.erase_node(y)
+        elif _is(node, aten.neg.default):
+            inner = node.args[0]
+            if _is(inner, aten.neg.default) and _only_user(inner, node) and not _users_mutate(inner.args[0]):
+                node.replace_all_uses_with(inner.args[0])
+                graph.erase_node(node)
+                graph.erase_node(inner)
+            elif (_is(inner, aten.mul.Tensor) or _is(inner, aten.div.Tensor)) and _only_user(inner, node) \
+                    and len(inner.args) == 2 and not inner.kwargs and _is(inner.args[0], aten.neg.default) \
+                    and _only_user(inner.args[0], inner) and not _users_mutate(inner.args[0].args[0]):
+                negated = inner.args[0]
+                inner.args = (negated.args[0], inner.args[1])
+                graph.erase_node(negated)
+                node.replace_all_uses_with(inner)
+                graph.erase_node(node)
+
+
+def _constant(gm: fx.GraphModule, arg):
+    """The value of a graph constant (a module attribute or a Python number), else None."""
+    if isinstance(arg, (int, float)) and not isinstance(arg, bool):
+        return arg
+    if isinstance(arg, fx.Node) and arg.op == "get_attr":
+        return getattr(gm, arg.target)
+    return None
+
+
+def _same_meta(a, b) -> bool:
+    """Whether two nodes' recorded values have the same shape and dtype (so one can stand for the other)."""
+    va, vb = (x.meta.get("val") if isinstance(x, fx.Node) else None for x in (a, b))
+    return isinstance(va, torch.Tensor) and isinstance(vb, torch.Tensor) and va.shape == vb.shape \
+        and va.dtype == vb.dtype
+
+
+_MUL = {aten.mul.Tensor, aten.mul.Scalar}
+_ADD = {aten.add.Tensor, aten.add.Scalar}
+_SUB = {aten.sub.Tensor, aten.sub.Scalar}
+
+
+def _split(gm, node):
+    """A binary node as (variable operand, constant operand), or None (no constant, or two)."""
+    if len(node.args) != 2 or node.kwargs:
+        return None
+    a, b = node.args
+    ca, cb = _constant(gm, a), _constant(gm, b)
+    if cb is not None and ca is None and isinstance(a, fx.Node):
+        return a, cb
+    if ca is not None and cb is None and isinstance(b, fx.Node) and node.target not in _SUB | {aten.div.Tensor}:
+        return b, ca
+    return None
+
+
+class _Constants:
+    def __init__(self, gm):
+        self.gm, self.count = gm, sum(1 for n, _ in gm.named_buffers() if n.startswith("_combined_"))
+
+    def node(self, value, before: fx.Node):
+        if not isinstance(value, torch.Tensor):
+            return value
+        name = f"_combined_{self.count}"
+        self.count += 1
+        self.gm.register_buffer(name, value.contiguous())
+        with self.gm.graph.inserting_before(before):
+            constant = self.gm.graph.get_attr(name)
+        constant.meta = {"val": value}
+        return constant
+
+
+def _fold_arithmetic(gm: fx.GraphModule) -> None:
+    """Arithmetic with constants that distributions and their gradients leave in chains:
+    ``x * 1``, ``x + 0``, ``x ** 1`` become ``x``; ``(x * a) * b`` becomes ``x * (a b)``, ``(x - a) - b``
+    becomes ``x - (a + b)`` (also with ``+``), ``(-x) * a`` and ``(-x) / a`` take the sign into the constant.
+    Only where the inner result has no other use, nothing is mutated, and the result keeps its shape and
+    dtype."""
+    graph = gm.graph
+    constants = _Constants(gm)
+    for node in list(graph.nodes):
+        if node.op != "call_function" or _users_mutate(node):
+            continue
+        target = node.target
+        if target is aten.pow.Tensor_Scalar and node.args[1] == 1 and not node.kwargs:
+            x = node.args[0]
+            if _same_meta(x, node) and not _users_mutate(x):
+                node.replace_all_uses_with(x)
+                graph.erase_node(node)
+            continue
+        if target not in _MUL | _ADD | _SUB | {aten.div.Tensor}:
+            continue
+        split = _split(gm, node)
+        if split is None:
+            continue
+        x, c = split
+        if _users_mutate(x):
+            continue
+        identity = (target in _MUL or target is aten.div.Tensor) and isinstance(c, (int, float)) and c == 1 \
+            or (target in _ADD | _SUB) and isinstance(c, (int, float)) and c == 0
+        if identity:
+            if _same_meta(x, node):
+                node.replace_all_uses_with(x)
+                graph.erase_node(node)
+            continue
+        if not (x.op == "call_function" and len(x.users) == 1):
+            continue
+        if target in _MUL | {aten.div.Tensor} and x.target is aten.neg.default:
+            inner = x.args[0]
+            if _users_mutate(inner):
+                continue
+            node.args = (inner, constants.node(-c if not isinstance(c, torch.Tensor) else torch.neg(c), node))
+            graph.erase_node(x)
+            continue
+        if x.target not in _MUL | _ADD | _SUB or (target in _MUL) != (x.target in _MUL):
+            continue
+        if target is aten.div.Tensor:
+            continue
+        inner_split = _split(gm, x)
+        if inner_split is None:
+            continue
+        y, d = inner_split
+        if _users_mutate(y) or (x.target in _SUB and x.args[0] is not y):
+            continue  # (a - y has y negated: left alone)
+        if target in _MUL:
+            combined = c * d
+        else:  # x + k or x - k with x = y + d or y - d
+            sign_outer = -1 if target in _SUB else 1
+            sign_inner = -1 if x.target in _SUB else 1
+            combined = sign_inner * d + sign_outer * c
+        if isinstance(combined, torch.Tensor) and isinstance(node.meta.get("val"), torch.Tensor) \
+                and combined.dtype != node.meta["val"].dtype:
+            continue
+        new_target = aten.mul.Tensor if target in _MUL else aten.add.Tensor
+        node.target = new_target
+        node.args = (y, constants.node(combined, node))
+        graph.erase_node(x)
+
+
+def _slices_to_cat(gm: fx.GraphModule) -> None:
+    """The gradient of a tensor cut into slices is a sum of ``slice_backward`` terms, each padding one
+    piece with zeros: where the pieces tile the whole dimension it is one ``cat`` of them."""
+    graph = gm.graph
+    for node in list(graph.nodes):
+        if not _is(node, aten.add.Tensor) or node.kwargs or _users_mutate(node):
+            continue
+        if any(_is(u, aten.add.Tensor) for u in node.users) and len(node.users) == 1:
+            continue  # start from the top of a chain of additions
+        terms, inner, stack = [], [], [node]
+        while stack:  # the chain's leaves, through additions used only within the chain
+            n = stack.pop()
+            if n is node or (_is(n, aten.add.Tensor) and len(n.users) == 1 and not n.kwargs):
+                if n is not node:
+                    inner.append(n)
+                stack.extend(a for a in n.args if isinstance(a, fx.Node))
+                if len([a for a in n.args if isinstance(a, fx.Node)]) != 2:
+                    terms = None
+                    break
+            else:
+                terms.append(n)
+        if not terms or not all(_is(t, aten.slice_backward.default) and len(t.users) == 1 for t in terms):
+            continue
+        shapes = {tuple(t.args[1]) for t in terms}
+        dims = {t.args[2] for t in terms}
+        if len(shapes) != 1 or len(dims) != 1 or any(len(t.args) > 5 and t.args[5] != 1 for t in terms):
+            continue
+        shape, dim = list(shapes)[0], list(dims)[0]
+        dim = dim % len(shape)
+        pieces = sorted(terms, key=lambda t: t.args[3])
+        bounds = [(t.args[3], min(t.args[4], shape[dim])) for t in pieces]
+        if bounds[0][0] != 0 or bounds[-1][1] != shape[dim] or \
+                any(bounds[i][1] != bounds[i + 1][0] for i in range(len(bounds) - 1)):
+            continue
+        if not _same_meta(node, pieces[0]):
+            continue
+        with graph.inserting_before(node):
+            joined = graph.call_function(aten.cat.default, ([t.args[0] for t in pieces], dim))
+        joined.meta = dict(node.meta)
+        node.replace_all_uses_with(joined)
+        graph.erase_node(node)
+        for n in inner:
+            graph.erase_node(n)
+        for t in pieces:
+            graph.erase_node(t)
 
 
 def _key(value):
@@ -170,6 +398,9 @@ def simplify(gm: fx.GraphModule) -> fx.GraphModule:
     for _ in range(3):  # each pass exposes work for the others
         _fold_constants(gm)
         _drop_no_ops(gm)
+        _fold_negations(gm)
+        _fold_arithmetic(gm)
+        _slices_to_cat(gm)
         _eliminate_common_subexpressions(gm)
         _eliminate_dead_code(gm)
     # buffers nobody reads any more

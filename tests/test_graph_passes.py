@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -82,3 +84,73 @@ def test_graphs_with_checks_that_raise_are_recognised():
     assert has_checks(gm) and not has_checks(simplify(record(g, torch.eye(2))))
     with pytest.raises(Exception, match="positive-definite"):
         gm(-torch.eye(2))  # simplify keeps the check itself
+
+
+def _gradient_graph(f, x):
+    """The recorded graph of x -> (f(x), df/dx), as the NUTS leaf records a model's gradient."""
+    def value_and_grad(x):
+        x = x.detach().requires_grad_(True)
+        value = f(x)
+        return value.detach(), torch.autograd.grad(value.sum(), x)[0]
+    return record(value_and_grad, x), value_and_grad
+
+
+def test_simplify_folds_the_arithmetic_distributions_and_their_gradients_leave_behind():
+    """``x * 1``, ``x ** 1``, chains of constant factors and offsets, negations of constant multiples,
+    autograd's seed gradient: a Normal log density and its gradient, with the counts of what is left."""
+    loc, scale = torch.tensor([0.5, -1.0, 2.0]), torch.tensor([1.0, 2.0, 0.5])
+
+    def f(x):  # Normal(loc, scale).log_prob(x), written out as torch.distributions does, plus a constant chain
+        log_prob = -((x - loc) ** 2) / (2 * scale ** 2) - scale.log() - 0.5 * math.log(2 * math.pi)
+        return (log_prob * 1.0 + 0.0).sum(-1) * 2.0 * 3.0 - 1.0 - 2.0
+
+    x = torch.randn(4, 3)
+    gm, value_and_grad = _gradient_graph(f, x)
+    before = count_operations(gm)
+    simplify(gm)
+    ops = [node.target for node in gm.graph.nodes if node.op == "call_function"]
+    assert aten.ones_like.default not in ops and aten.neg.default not in ops
+    assert not any(node.target is aten.pow.Tensor_Scalar and node.args[1] == 1 for node in gm.graph.nodes
+                   if node.op == "call_function")
+    assert count_operations(gm) <= before - 8, (before, count_operations(gm))
+    for _ in range(3):
+        x = torch.randn(4, 3)
+        for got, want in zip(gm(x), value_and_grad(x)):
+            assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_simplify_joins_the_gradients_of_slices_that_tile_a_tensor():
+    """Pyro cuts the unconstrained vector into its sites with slices; their gradients, a sum of
+    zero-padded pieces, become one `cat` (and only where the pieces tile the whole dimension)."""
+
+    def f(z):
+        return (z[:, 0:1].exp() * 2).sum(-1) + (z[:, 1:3] ** 2).sum(-1) + z[:, 3:4].sin().sum(-1)
+
+    def g(z):  # the middle of the vector unused: its gradient is zero, no tiling
+        return z[:, 0:1].exp().sum(-1) + z[:, 3:4].sin().sum(-1)
+
+    z = torch.randn(4, 4)
+    for function, joined in ((f, True), (g, False)):
+        gm, value_and_grad = _gradient_graph(function, z)
+        simplify(gm)
+        ops = [node.target for node in gm.graph.nodes if node.op == "call_function"]
+        assert (aten.slice_backward.default not in ops) == joined
+        for _ in range(3):
+            z = torch.randn(4, 4)
+            for got, want in zip(gm(z), value_and_grad(z)):
+                assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+        traced = torch.jit.trace(gm, (z,), check_trace=False)
+        assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(traced(z), value_and_grad(z)))
+
+
+def test_simplify_keeps_arithmetic_on_values_the_graph_mutates():
+    def f(x):
+        y = x * 1.0          # a copy that is then updated in place: folding it into x would update x
+        y.add_(1.0)
+        return (x * 2.0) * 3.0 + y
+
+    x = torch.randn(3)
+    gm = simplify(record(f, x))
+    for _ in range(2):
+        x = torch.randn(3)
+        assert torch.allclose(gm(x.clone()), f(x.clone()))
