@@ -163,6 +163,7 @@ class Leaf:
         self.robust = robust                  # evaluates chain by chain when the batch fails numerically
         self.is_failure = is_failure or (lambda exc: False)
         self.compiled: Callable | None = None
+        self.checkpoints = 0                  # K of the compiled step's (C, K, D) checkpoint inputs
         self.evaluations = 0
 
     def eager(self, *state):
@@ -241,6 +242,7 @@ class Leaf:
         except Exception:
             return False
         self.compiled = compiled
+        self.checkpoints = int(examples[0][18].shape[1])
         return True
 
 
@@ -455,18 +457,34 @@ def hmc_transition(integrator: Integrator, z, U, grad, step_size, generator: tor
 
 
 # ---- adaptation ------------------------------------------------------------------------------------------
-def find_reasonable_step_size(integrator: Integrator, z, U, grad, step_size, generator) -> torch.Tensor:
+def find_reasonable_step_size(integrator: Integrator, z, U, grad, step_size, generator,
+                              leaf: Leaf | None = None) -> torch.Tensor:
     """Stan's heuristic, per chain: double or halve the step until one leapfrog step's acceptance
-    crosses 0.8. `step_size` is ``(C, 1)``."""
+    crosses 0.8. `step_size` is ``(C, 1)``. With a compiled NUTS `leaf` the leapfrog steps run through it
+    (its log weight from an empty subtree is the step's log acceptance) instead of the eager gradient."""
     threshold = math.log(0.8)
     metric = integrator.metric
     r = metric.momentum(generator, z)
-    H0 = U + _kinetic(r, metric.velocity(r))
+    v = metric.velocity(r)
+    H0 = U + _kinetic(r, v)
+    if leaf is not None and leaf.compiled is not None:
+        C, D = z.shape
+        K = leaf.checkpoints
+        no, none = torch.zeros(C, dtype=torch.bool), torch.zeros(C, K, D, dtype=z.dtype)
+        empty = (torch.full_like(U, -math.inf), z, U, grad, torch.zeros_like(r), no, no, torch.zeros_like(U),
+                 torch.zeros(C, dtype=torch.long), none, none, none, torch.zeros(K, dtype=torch.bool),
+                 torch.zeros(K, dtype=torch.bool))
+        every = torch.ones(C, dtype=torch.bool)
+        log_u = torch.zeros_like(U)
+        H0 = torch.nan_to_num(H0, nan=math.inf, posinf=math.inf, neginf=-math.inf)
 
-    def log_accept(eps):
-        _, r1, U1, _ = integrator.step(z, r, grad, eps)
-        delta = H0 - (U1 + _kinetic(r1, metric.velocity(r1)))
-        return torch.where(torch.isnan(delta), torch.full_like(delta, -math.inf), delta)
+        def log_accept(eps):
+            return leaf(z, r, grad, v, eps, metric.inverse_mass, H0, every, log_u, *empty)[4]
+    else:
+        def log_accept(eps):
+            _, r1, U1, _ = integrator.step(z, r, grad, eps)
+            delta = H0 - (U1 + _kinetic(r1, metric.velocity(r1)))
+            return torch.where(torch.isnan(delta), torch.full_like(delta, -math.inf), delta)
 
     direction = torch.where(log_accept(step_size) > threshold, 1.0, -1.0).to(z.dtype)
     searching = torch.ones(z.shape[0], dtype=torch.bool)
@@ -633,7 +651,7 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
                       for _ in range(2)])
     eps = torch.full((C, 1), float(step_size), dtype=dtype)
     if num_warmup > 0:
-        eps = find_reasonable_step_size(integrator, z, U, grad, eps, generator)
+        eps = find_reasonable_step_size(integrator, z, U, grad, eps, generator, leaf)
     averaging = DualAveraging(eps, target_accept)
     windows = adaptation_windows(num_warmup)
     window_ends = {end: i for i, (_, end) in enumerate(windows)}
@@ -668,7 +686,7 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
         if it + 1 in window_ends:
             integrator.metric = Metric(estimator.inverse_mass())
             estimator = WindowedCovariance(C, D, full_mass, dtype, reference)
-            eps = find_reasonable_step_size(integrator, z, U, grad, eps, generator)
+            eps = find_reasonable_step_size(integrator, z, U, grad, eps, generator, leaf)
             averaging.restart(eps)
         if bar is not None:
             bar.update()

@@ -411,6 +411,28 @@ def test_compiled_trajectory_is_the_python_tree(full_mass):
     assert len(set(torch.cat(depths).tolist())) > 1  # trees of different depths were compared
 
 
+def test_step_size_search_through_the_compiled_leaf_is_the_eager_one():
+    """Stan's step-size heuristic runs its leapfrog steps through the compiled leaf when there is one: the
+    same step sizes as through the eager gradient, from the same momentum."""
+    from inference.batched_nuts import Integrator, Leaf, Metric, _probe_state, find_reasonable_step_size
+
+    X = torch.randn(30, 3, generator=torch.Generator().manual_seed(0))
+    data = {"X": X, "y": X @ torch.tensor([1.0, -2.0, 0.5]) + 0.3 * torch.randn(30)}
+    pot = BatchedPotential(regression, data, inspect_model(regression, data), num_chains=4)
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(4, pot.dim, generator=gen)
+    U, grad = pot.value_and_grad(z)
+    inverse_mass = torch.rand(4, pot.dim, generator=gen) + 0.05
+    leaf = Leaf(pot._eager, robust=pot.value_and_grad)
+    assert leaf.compile([_probe_state(z, U, grad, inverse_mass, gen, 6) for _ in range(2)])
+    integrator = Integrator(pot.value_and_grad, Metric(inverse_mass))
+    start = torch.tensor([[1e-3], [0.1], [1.0], [30.0]])
+    compiled = find_reasonable_step_size(integrator, z, U, grad, start, torch.Generator().manual_seed(1), leaf)
+    eager = find_reasonable_step_size(integrator, z, U, grad, start, torch.Generator().manual_seed(1))
+    assert torch.equal(compiled, eager), (compiled, eager)
+    assert len(set(compiled.flatten().tolist())) > 1
+
+
 @pytest.mark.parametrize("name, how", [("coin", "compiled leapfrog step and trajectory"),
                                        ("factor_analysis", "eager leapfrog step")])
 def test_fit_reports_the_compiled_trajectory(name, how):
