@@ -12,10 +12,19 @@ number of operations, and many of them compute nothing new on each call:
   the shape a tensor already has) and nodes whose value nobody uses (log densities Pyro adds up for its
   trace but the potential does not need).
 
+- operations whose value depends only on a shape are constants too (autograd's seed gradient
+  ``ones_like`` of the loss, the ``new_zeros`` Pyro starts its sums from),
+- distributions and their gradients leave arithmetic with constants in chains (``x * 1``, ``x ** 1``,
+  ``(x - a) - b``, ``(x * a) * b``, ``-(x) / a``, ``x + (-y)``),
+- the gradient of a vector cut into slices (Pyro's unpacking of the unconstrained vector into sites) is
+  a sum of zero-padded pieces, one ``slice_backward`` and one ``add`` per site.
+
 TorchScript's optimiser removes dead code but keeps the rest (it does not fold operations on module
 constants, nor the copies ``lift_fresh_copy`` makes of them), so `simplify` does it here, on the FX graph:
-constant folding (any node whose inputs are all constants is evaluated once), removal of no-op nodes,
-common-subexpression elimination and dead-code elimination. Every pass keeps the graph's function: the
+constant folding (any node whose inputs are all constants, or whose value depends only on a shape, is
+evaluated once), removal of no-op nodes, folding of those arithmetic chains and negations, the slices'
+gradient as one ``cat``, common-subexpression elimination and dead-code elimination. Coin 141 -> 114
+operations per leaf, eight schools 174 -> 124, the 1000-row logistic regression 140 -> 99. Every pass keeps the graph's function: the
 caller still compares the compiled step with the eager one on probe states before using it.
 """
 
