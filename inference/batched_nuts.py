@@ -77,10 +77,11 @@ def _kinetic(r: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return 0.5 * (r * v).sum(-1)
 
 
-def _is_turning(v_left, v_right, r_left, r_right, r_sum) -> torch.Tensor:
-    """Generalised no-U-turn criterion (Betancourt 2017, A.4.2), per chain."""
-    rho = r_sum - 0.5 * (r_left + r_right)
-    return ((v_left * rho).sum(-1) <= 0) | ((v_right * rho).sum(-1) <= 0)
+def _is_turning(v_left, v_right, r_left, r_right, r_sum, half: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """Generalised no-U-turn criterion (Betancourt 2017, A.4.2), per chain; `half` and `zero` are 0-dim
+    tensors of the momentum's dtype (see `TreeBuilder`)."""
+    rho = r_sum - half * (r_left + r_right)
+    return ((v_left * rho).sum(-1) <= zero) | ((v_right * rho).sum(-1) <= zero)
 
 
 def _leaf_checkpoints(n: int) -> tuple[int, int]:
@@ -182,7 +183,7 @@ class Leaf:
                                                           posinf=math.inf, neginf=-math.inf), -math.inf)
         # multinomial sampling of the subtree's proposal
         sum_accept = sum_accept + torch.exp(leaf_log_w).clamp(max=1.0)
-        n_steps = n_steps + active.to(n_steps.dtype)
+        n_steps = n_steps + active  # (a bool operand adds as 0 / 1 without a conversion)
         new_log_w = torch.logaddexp(log_w, leaf_log_w)
         take = log_u < leaf_log_w - new_log_w
         col, take_col = active.unsqueeze(-1), take.unsqueeze(-1)
@@ -235,10 +236,11 @@ class Leaf:
                 if has_checks(graph):  # e.g. a Cholesky factor's error check, which tracing would drop
                     return False
                 compiled = torch.jit.trace(graph, tuple(t.clone() for t in examples[0]), check_trace=False)
-                for example in examples + examples:  # twice: the profiling executor re-optimises early on
-                    got, want = compiled(*example), self.eager(*example)
-                    if not all(_same(a, b) for a, b in zip(got, want)):
-                        return False
+                wants = [self.eager(*example) for example in examples]
+                for _ in range(2):  # twice: the profiling executor's first call profiles, the next optimises
+                    for example, want in zip(examples, wants):
+                        if not all(_same(a, b) for a, b in zip(compiled(*example), want)):
+                            return False
         except Exception:
             return False
         self.compiled = compiled
@@ -286,6 +288,11 @@ class TreeBuilder(torch.nn.Module):
         self.write_masks: list[torch.Tensor] = list(write_masks.unbind(0))
         self.check_masks: list[torch.Tensor] = list(check_masks.unbind(0))
         self.no_checkpoints = torch.zeros(C, max(max_tree_depth, 1), D, dtype=dtype)
+        # the numbers the tree computes with, as 0-dim tensors of its dtype: ATen converts a Python number
+        # operand to the tensor's dtype on every call (see `graph_passes._number_operands`)
+        self.half = torch.tensor(0.5, dtype=dtype)
+        self.zero = torch.tensor(0.0, dtype=dtype)
+        self.one = torch.tensor(1.0, dtype=dtype)
 
     def forward(self, z, U, grad, step_size, inverse_mass, mass_factor, generator: torch.Generator):
         C, D = z.shape[0], z.shape[1]
@@ -294,8 +301,8 @@ class TreeBuilder(torch.nn.Module):
         # are drawn subtree by subtree below
         r = _momentum(mass_factor, torch.randn([C, D], generator=generator, dtype=dtype))
         v = _velocity(inverse_mass, r)
-        H0 = torch.nan_to_num(U + 0.5 * (r * v).sum(-1), nan=math.inf, posinf=math.inf, neginf=-math.inf)
-        right_draws = torch.rand([self.max_tree_depth, C], generator=generator, dtype=dtype) < 0.5
+        H0 = torch.nan_to_num(U + self.half * (r * v).sum(-1), nan=math.inf, posinf=math.inf, neginf=-math.inf)
+        right_draws = torch.rand([self.max_tree_depth, C], generator=generator, dtype=dtype) < self.half
         merge_draws = torch.rand([self.max_tree_depth, C], generator=generator, dtype=dtype)
         # each edge of the tree as one (C, 4, D) tensor: position, momentum, gradient, velocity
         left = torch.stack([z, r, grad, v], 1)
@@ -311,7 +318,7 @@ class TreeBuilder(torch.nn.Module):
         neg_inf = torch.full_like(U, -math.inf)
         zero_r = torch.zeros_like(r)
         no = torch.zeros(C, dtype=torch.bool)
-        signed_steps = (right_draws.to(dtype) * 2.0 - 1.0).unsqueeze(-1) * step_size.unsqueeze(0)
+        signed_steps = torch.where(right_draws.unsqueeze(-1), step_size, -step_size)
         for j in range(self.max_tree_depth):
             active = ~done
             if not bool(active.any()):
@@ -342,7 +349,7 @@ class TreeBuilder(torch.nn.Module):
             left = torch.where(right_side, left, grown)
             r_sum = r_sum + s_r_sum
             stopped = s_turning | s_diverging
-            move = torch.exp(s_log_w - log_w).clamp(max=1.0).masked_fill(stopped, 0.0)
+            move = torch.minimum(torch.exp(s_log_w - log_w), self.one).masked_fill(stopped, 0.0)
             take = merge_draws[j] < move
             take_col = take.unsqueeze(-1)
             z_prop, U_prop, g_prop = torch.where(take_col, s_z, z_prop), torch.where(take, s_U, U_prop), \
@@ -351,7 +358,7 @@ class TreeBuilder(torch.nn.Module):
             depth = depth + active.long()
             diverging = diverging | s_diverging
             turning = _is_turning(left.select(1, 3), right_edge.select(1, 3), left.select(1, 1),
-                                  right_edge.select(1, 1), r_sum)
+                                  right_edge.select(1, 1), r_sum, self.half, self.zero)
             done = done | stopped | turning
         accept = sum_accept / n_steps.clamp(min=1).to(dtype)
         return z_prop, U_prop, g_prop, H0, accept, n_steps, diverging, depth
@@ -397,8 +404,9 @@ class NUTSKernel:
         return Transition(*out)
 
     def compile_tree(self, metric: Metric, z, U, grad, step_size, generator: torch.Generator) -> bool:
-        """Script `TreeBuilder` around the compiled leaf; keep it only if it reproduces the Python tree on
-        three transitions from (z, U, grad) with the same random numbers."""
+        """Script `TreeBuilder` around the compiled leaf; keep it only if it reproduces the Python tree on a
+        transition from (z, U, grad) with the same random numbers (run three times: the first runs of a
+        scripted function profile it, the later ones run what was optimised from the profile)."""
         if self.leaf.compiled is None:
             self.why_not_scripted = "the leaf step is not compiled"
             return False
@@ -407,13 +415,15 @@ class NUTSKernel:
                 warnings.simplefilter("ignore")
                 scripted = torch.jit.script(TreeBuilder(self.leaf.compiled, self.max_tree_depth, self.C, self.D,
                                                        self.dtype))
-                for _ in range(3):  # the profiling executor optimises after its first runs
-                    seed = self._seed(generator)
-                    inputs = (z, U, grad, step_size, metric.inverse_mass, metric.mass_factor,
-                              self.stream.manual_seed(seed))
-                    got = scripted(*inputs)
+                # the same transition three times (the profiling executor optimises after its first runs)
+                # against one run of the Python tree, from the same seed
+                seed = self._seed(generator)
+                inputs = (z, U, grad, step_size, metric.inverse_mass, metric.mass_factor, self.stream)
+                self.stream.manual_seed(seed)
+                want = self.python_tree(*inputs)
+                for _ in range(3):
                     self.stream.manual_seed(seed)
-                    want = self.python_tree(*inputs)
+                    got = scripted(*inputs)
                     for name, a, b in zip(("z", "U", "grad", "energy", "accept_prob", "n_steps", "diverging",
                                            "depth"), got, want):
                         if not _same(a, b):

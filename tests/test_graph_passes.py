@@ -154,3 +154,64 @@ def test_simplify_keeps_arithmetic_on_values_the_graph_mutates():
     for _ in range(2):
         x = torch.randn(3)
         assert torch.allclose(gm(x.clone()), f(x.clone()))
+
+
+def _number_operands(gm) -> list:
+    """The nodes that still take a Python number as an operand of arithmetic or a comparison."""
+    kinds = {aten.mul, aten.div, aten.add, aten.sub, aten.rsub, aten.lt, aten.le, aten.gt, aten.ge, aten.eq,
+             aten.ne, aten.pow, aten.where}
+    return [node for node in gm.graph.nodes if node.op == "call_function"
+            and getattr(node.target, "overloadpacket", None) in kinds
+            and any(isinstance(a, (int, float)) and not isinstance(a, bool) for a in node.args)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_number_operands_become_constants_of_the_operands_dtype(dtype):
+    """``x * 0.5``, ``1 - x``, ``x <= 0``, ``where(m, x, 2)``, ``x ** 2`` take a 0-dim tensor of x's dtype
+    (ATen would convert the number on every call); the values, their dtype and the gradient stay."""
+    def f(x):
+        y = 0.5 * x + 1.0 - (1.0 - x) / 3.0
+        y = torch.where(x <= 0, y, 2.0) + (x > 0.25) * x ** 2.0
+        return y.sum(-1)
+
+    def value_and_grad(x):
+        x = x.detach().requires_grad_(True)
+        value = f(x)
+        return value.detach(), torch.autograd.grad(value.sum(), x)[0]
+
+    x = torch.randn(4, 3, dtype=dtype)
+    plain = record(value_and_grad, x)
+    assert _number_operands(plain)          # make_fx records the numbers as numbers
+    gm = simplify(record(value_and_grad, x))
+    assert not _number_operands(gm), [n.format_node() for n in _number_operands(gm)]
+    traced = torch.jit.trace(gm, (x,), check_trace=False)
+    for _ in range(3):
+        x = torch.randn(4, 3, dtype=dtype)
+        for got in (gm(x), traced(x)):
+            for a, b in zip(got, value_and_grad(x)):
+                assert a.dtype == b.dtype and torch.allclose(a, b), (a, b)
+
+
+def test_number_operands_of_integer_tensors_are_left_where_the_dtype_would_change():
+    def f(n):
+        return n * 0.5, n + 1, n < 2  # a long times a float is a float: the number must stay a number
+
+    n = torch.arange(4)
+    gm = simplify(record(f, n))
+    half, plus_one, small = gm(n)
+    assert half.dtype == torch.float32 and torch.equal(half, n * 0.5)
+    assert plus_one.dtype == torch.long and torch.equal(plus_one, n + 1)
+    assert torch.equal(small, n < 2)
+    assert any(node.target in (aten.mul.Tensor, aten.mul.Scalar) and 0.5 in node.args
+               for node in gm.graph.nodes)
+
+
+def test_recording_keeps_shapes_and_dtypes_as_metadata_and_restores_make_fx():
+    from torch.fx.experimental import proxy_tensor
+
+    extract_val = proxy_tensor.extract_val
+    gm = record(lambda x: (x.double() * 2).sum(0), torch.randn(3, 2))
+    assert proxy_tensor.extract_val is extract_val
+    values = [n.meta["val"] for n in gm.graph.nodes if n.op == "call_function"]
+    assert [tuple(v.shape) for v in values] == [(3, 2), (3, 2), (2,)]
+    assert [v.dtype for v in values] == [torch.float64] * 3
