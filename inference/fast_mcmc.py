@@ -20,21 +20,25 @@ from .potential import BatchedPotential, NotBatchable, is_numerical_failure
 from .warm_start import laplace
 from .structure import ModelStructure
 
-__all__ = ["run_fast_mcmc", "NotBatchable", "DENSE_MAX_DIM", "DENSE_MIN_CORRELATION"]
+__all__ = ["run_fast_mcmc", "NotBatchable", "DENSE_MAX_DIM", "DENSE_MIN_CONDITION"]
 
 # ``full_mass=None`` (the default) adapts a dense mass matrix up to this many unconstrained dimensions and
 # a diagonal one above. Measured (benchmarks/README.md, both warm-started): on the correlated regression
-# posteriors (kidiq, sblrc, earnings, mesquite, nes1992) dense gave 2-20x the ESS per second of diagonal;
-# on near-axis-aligned ones (coin, logistic regression, the Gaussian mixture, eight schools) 0.87-1.0x;
+# posteriors (kidiq, sblrc, earnings, nes1992) dense gave 4-20x the ESS per second of diagonal;
+# on the others (logistic regression, mesquite, the Gaussian mixture, eight schools) 0.6-1.2x;
 # its cost, a D x D product per leapfrog step, is negligible at this size, and a D x D covariance is
 # still estimated well from the last warm-up window's few hundred draws. In one dimension the two are the
 # same metric and the diagonal one is used (six fewer operations per leapfrog step).
 DENSE_MAX_DIM = 10
-# ... and only where the curvature at the mode (the warm start's Laplace approximation) shows a correlation
-# of at least this size: the 1000-row logistic regression (largest |correlation| 0.36) ran at 0.83x the
-# ESS per second with a dense metric as with a diagonal one (median of three seeds); every benchmark
-# posterior that gained from dense has 0.59-0.998.
-DENSE_MIN_CORRELATION = 0.5
+# ... and only where the curvature at the mode (the warm start's Laplace approximation) has a correlation
+# matrix of condition number at least this: for a Gaussian that is the conditioning a diagonal metric
+# leaves, with trajectories about its square root longer than under an exact dense metric, while a dense
+# estimate from a few hundred warm-up draws brings its own noise. Measured (benchmarks/README.md, seed 0
+# and three-seed medians): the posteriors that gain from dense have 23.8 (sblrc, 4.7x), 180 (kidiq),
+# 276 (nes1992, 17x) and 1214 (earnings); those that do not, 2.6 (logistic regression, dense 0.83x),
+# 4.0 (the Gaussian mixture, 0.9-1.2x), 5.3 (mesquite, 0.94x) and 15.3 (eight schools, 0.62-0.94x; its
+# mode is a funnel's neck, whose curvature overstates the posterior's correlation).
+DENSE_MIN_CONDITION = 20.0
 
 
 def _log_density_or_minus_inf(potential: BatchedPotential, z: torch.Tensor) -> torch.Tensor:
@@ -87,7 +91,7 @@ def run_fast_mcmc(model: Callable, data: dict, structure: ModelStructure, *, met
     ``jit_compile`` is accepted for symmetry with the Pyro backend; this backend always compiles its
     potential when the compiled graph reproduces the eager one (``compile=False`` turns that off).
     ``full_mass=None`` picks a dense mass matrix from 2 up to `DENSE_MAX_DIM` dimensions where the warm start
-    finds a correlation of at least `DENSE_MIN_CORRELATION`, a diagonal one otherwise.
+    finds a correlation matrix of condition number at least `DENSE_MIN_CONDITION`, a diagonal one otherwise.
     ``warm_start`` starts warm-up from the curvature at the mode instead of the identity metric
     (`warm_start.laplace`; the chains still start from dispersed random points).
     """
@@ -133,8 +137,8 @@ def _run(model, data, structure, *, method, seed, num_chains, num_samples, num_w
         if approx is None:
             warm_note = f"warm-up from the identity metric and random starting points ({how})"
         else:
-            if auto_metric and full_mass and approx.max_abs_correlation() < DENSE_MIN_CORRELATION:
-                full_mass = False  # nothing for a dense metric to capture: see DENSE_MIN_CORRELATION
+            if auto_metric and full_mass and approx.correlation_condition() < DENSE_MIN_CONDITION:
+                full_mass = False  # too little for a dense metric to gain: see DENSE_MIN_CONDITION
             initial_inverse_mass = approx.inverse_mass(num_chains, full_mass)
             warm_note = f"warm-up started from the curvature at the mode ({how})"
 

@@ -17,7 +17,9 @@ mode (the optimiser runs off towards a boundary, the curvature is not positive d
 dimensions for a dense Hessian) the identity is used, as in Stan, and the note says so. The Laplace
 variances also scale the regularisation of the windowed metric estimates (`batched_nuts.WindowedCovariance`).
 
-    >>> import torch
+    >>> import math
+
+import torch
     >>> from inference.warm_start import curvature_metric
     >>> def potential(z):  # U(z) for a Gaussian with sds 10 and 0.1, gradient included
     ...     U = 0.5 * ((z / torch.tensor([10.0, 0.1])) ** 2).sum(-1)
@@ -29,6 +31,7 @@ variances also scale the regularisation of the windowed metric estimates (`batch
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -95,6 +98,14 @@ class Laplace:
         corr = cov / (sd.unsqueeze(0) * sd.unsqueeze(1))
         off = corr - torch.diag_embed(torch.diagonal(corr))
         return float(off.abs().max()) if off.numel() > 1 else 0.0
+
+    def correlation_condition(self) -> float:
+        """The condition number of the approximation's correlation matrix (1 in one dimension or without
+        correlation): for a Gaussian, the conditioning a diagonal metric leaves NUTS with."""
+        cov = self.covariance.double()
+        sd = torch.diagonal(cov).sqrt()
+        eigenvalues = torch.linalg.eigvalsh(cov / (sd.unsqueeze(0) * sd.unsqueeze(1)))
+        return float(eigenvalues[-1] / eigenvalues[0]) if float(eigenvalues[0]) > 0 else math.inf
 
     def inverse_mass(self, num_chains: int, dense: bool) -> torch.Tensor:
         """``(C, D, D)`` when `dense`, else the diagonal (the marginal variances), ``(C, D)``."""

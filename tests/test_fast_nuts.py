@@ -300,6 +300,7 @@ def test_laplace_start_recovers_a_gaussian_exactly():
     assert dense.shape == (4, 3, 3) and diag.shape == (4, 3)
     torch.testing.assert_close(diag[2], torch.diagonal(S), rtol=1e-4, atol=1e-9)
     assert approx.max_abs_correlation() == pytest.approx(0.9, abs=1e-3)  # S's coordinates 0 and 1
+    assert approx.correlation_condition() == pytest.approx((1 + 0.9) / (1 - 0.9), rel=1e-3)  # eigenvalues 1.9, 1, 0.1
 
 
 def test_warm_start_falls_back_to_the_identity_where_there_is_no_mode():
