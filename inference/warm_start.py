@@ -17,9 +17,7 @@ mode (the optimiser runs off towards a boundary, the curvature is not positive d
 dimensions for a dense Hessian) the identity is used, as in Stan, and the note says so. The Laplace
 variances also scale the regularisation of the windowed metric estimates (`batched_nuts.WindowedCovariance`).
 
-    >>> import math
-
-import torch
+    >>> import torch
     >>> from inference.warm_start import curvature_metric
     >>> def potential(z):  # U(z) for a Gaussian with sds 10 and 0.1, gradient included
     ...     U = 0.5 * ((z / torch.tensor([10.0, 0.1])) ** 2).sum(-1)
