@@ -35,7 +35,7 @@ import contextlib
 import torch
 import torch.fx as fx
 
-__all__ = ["record", "simplify", "count_operations", "has_checks"]
+__all__ = ["record", "simplify", "count_operations", "has_checks", "checks_as_output"]
 
 aten = torch.ops.aten
 
@@ -61,8 +61,47 @@ def record(function, *inputs) -> fx.GraphModule:
         context = tracing(TracingContext(FakeTensorMode(allow_fallback_kernels=True)))
     except ImportError:  # a torch without these internals: the plain (slower) recording
         context = contextlib.nullcontext()
-    with context, _meta_values(proxy_tensor):
+    with context, _meta_values(proxy_tensor), _data_only_scalars(proxy_tensor):
         return proxy_tensor.make_fx(function)(*inputs)
+
+
+@contextlib.contextmanager
+def _data_only_scalars(proxy_tensor):
+    """While recording, a Python number read from a tensor that depends on no input of the function
+    (``int(y.max())`` of the data in a label check, ``float(x.std())`` of a covariate standardised inside
+    the model) is read from the real tensor and recorded as the constant it is, instead of stopping the
+    recording as data-dependent control flow. Only values computed from the graph's constants, none of
+    them random: a number read from anything downstream of an input (the latent values) still stops it,
+    and the caller stays eager. (Without this, any model that inspects its data this way ran its NUTS leaf
+    step eagerly: the softmax regression and the two-class classifier.)"""
+    proxy_call = getattr(proxy_tensor, "proxy_call", None)
+    get_proxy_slot = getattr(proxy_tensor, "get_proxy_slot", None)
+    if proxy_call is None or get_proxy_slot is None:
+        yield
+        return
+
+    def constant_only(node: fx.Node, seen: dict) -> bool:
+        if node not in seen:
+            seen[node] = False  # (cut cycles, of which a graph has none)
+            seen[node] = node.op == "get_attr" or (
+                node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
+                and torch.Tag.nondeterministic_seeded not in node.target.tags
+                and all(constant_only(n, seen) for n in node.all_input_nodes))
+        return seen[node]
+
+    def call(proxy_mode, func, pre_dispatch, args, kwargs):
+        if func is aten._local_scalar_dense.default and len(args) == 1 and not kwargs \
+                and type(args[0]) is torch.Tensor:
+            slot = get_proxy_slot(args[0], proxy_mode.tracer, None)
+            if slot is not None and constant_only(slot.proxy.node, {}):
+                return func(*args)  # a real tensor (real-mode recording): its value
+        return proxy_call(proxy_mode, func, pre_dispatch, args, kwargs)
+
+    proxy_tensor.proxy_call = call
+    try:
+        yield
+    finally:
+        proxy_tensor.proxy_call = proxy_call
 
 
 @contextlib.contextmanager
@@ -92,9 +131,50 @@ def _meta_values(proxy_tensor):
 def has_checks(graph_module: fx.GraphModule) -> bool:
     """Whether the graph holds operations that return nothing: checks that raise, such as a Cholesky
     factor's ``_linalg_check_errors``. ``torch.jit.trace`` drops them (nothing uses their output), so a
-    traced graph would return a garbage density where the eager code raises; callers stay eager then."""
+    traced graph would return a garbage density where the eager code raises: callers turn linear-algebra
+    checks into a flag (`checks_as_output`) and stay eager where any other check is left."""
     return any(node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
                and not node.target._schema.returns for node in graph_module.graph.nodes)
+
+
+def checks_as_output(graph_module: fx.GraphModule) -> fx.GraphModule:
+    """Each linear-algebra error check (``_linalg_check_errors(info)``: a Cholesky factor of a matrix that
+    is not positive definite, a singular solve) becomes part of one more output of the graph, a 0-dim bool
+    that is true where any check would have raised; in place, returns the graph. With no such check the
+    flag is a constant False. The graph must return a tuple.
+
+    A traced graph cannot raise, so its caller reads the flag and redoes the evaluation eagerly, where the
+    check raises and the samplers' per-chain fallback takes over (`potential.is_numerical_failure`): the
+    same result as the eager code at the cost of one bool per call, where a graph with checks had to stay
+    eager (factor analysis and probabilistic PCA, whose low-rank Gaussian factors its capacitance matrix).
+    Other operations that return nothing are left for `has_checks` to find."""
+    graph = graph_module.graph
+    output = next(n for n in graph.nodes if n.op == "output")
+    results = output.args[0]
+    if not isinstance(results, (tuple, list)):
+        raise ValueError("checks_as_output needs a graph that returns a tuple")
+    flag = None
+    for node in list(graph.nodes):
+        if not _is(node, aten._linalg_check_errors.default):
+            continue
+        with graph.inserting_before(node):
+            failed = graph.call_function(aten.any.default, (graph.call_function(aten.ne.Scalar, (node.args[0], 0)),))
+            flag = failed if flag is None else graph.call_function(aten.logical_or.default, (flag, failed))
+        graph.erase_node(node)
+    if flag is None:
+        graph_module.register_buffer("_no_check_failed", torch.zeros((), dtype=torch.bool))
+        with graph.inserting_before(output):
+            flag = graph.get_attr("_no_check_failed")
+    for node in graph.nodes:  # (the other passes read shapes and dtypes from here)
+        if node.op != "output" and "val" not in node.meta and node.target in (
+                aten.any.default, aten.logical_or.default, "_no_check_failed"):
+            node.meta["val"] = torch.empty((), dtype=torch.bool, device="meta")
+        elif _is(node, aten.ne.Scalar) and "val" not in node.meta:
+            node.meta["val"] = torch.empty(_shape(node.args[0]) or (), dtype=torch.bool, device="meta")
+    output.args = (tuple(results) + (flag,),)
+    graph.lint()
+    graph_module.recompile()
+    return graph_module
 
 
 def count_operations(graph_module: fx.GraphModule) -> int:
@@ -163,8 +243,9 @@ def _fold_constants(gm: fx.GraphModule) -> None:
         values[node] = result
         if not isinstance(result, torch.Tensor) or _users_mutate(node):
             continue
+        while hasattr(gm, f"_folded_{count}"):  # (a later round must not overwrite an earlier round's constant)
+            count += 1
         name = f"_folded_{count}"
-        count += 1
         gm.register_buffer(name, result.clone(memory_format=torch.contiguous_format)
                            if not result.is_contiguous() else result)
         with gm.graph.inserting_before(node):
@@ -268,13 +349,14 @@ def _split(gm, node):
 
 class _Constants:
     def __init__(self, gm):
-        self.gm, self.count = gm, sum(1 for n, _ in gm.named_buffers() if n.startswith("_combined_"))
+        self.gm, self.count = gm, 0
 
     def node(self, value, before: fx.Node):
         if not isinstance(value, torch.Tensor):
             return value
+        while hasattr(self.gm, f"_combined_{self.count}"):
+            self.count += 1
         name = f"_combined_{self.count}"
-        self.count += 1
         self.gm.register_buffer(name, value.contiguous())
         with self.gm.graph.inserting_before(before):
             constant = self.gm.graph.get_attr(name)
@@ -480,7 +562,10 @@ def _number_operands(gm: fx.GraphModule) -> None:
             continue
         key = (float(number), dtype)
         if key not in constants:
-            name = f"_number_{len(constants)}"
+            suffix = len(constants)
+            while hasattr(gm, f"_number_{suffix}"):  # (a graph simplified before keeps its own)
+                suffix += 1
+            name = f"_number_{suffix}"
             gm.register_buffer(name, torch.tensor(number, dtype=dtype))
             with gm.graph.inserting_before(node):  # (later users come after it)
                 constants[key] = gm.graph.get_attr(name)

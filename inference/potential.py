@@ -44,8 +44,8 @@ def is_numerical_failure(exc: BaseException) -> bool:
     definite, a singular solve): the point has zero density, as in Pyro's own ``potential_grad``."""
     if isinstance(exc, torch.linalg.LinAlgError):
         return True
-    message = str(exc)
-    return isinstance(exc, RuntimeError) and any(
+    message = str(exc)  # (raised inside TorchScript, a failure arrives as a `torch.jit.Error` quoting it)
+    return isinstance(exc, (RuntimeError, torch.jit.Error)) and any(
         key in message for key in ("singular U", "not positive-definite", "positive definite", "cholesky"))
 
 
@@ -193,7 +193,7 @@ class BatchedPotential:
         if not self._compile_requested or self.compiled:
             return self.compiled
         try:
-            from .graph_passes import has_checks, record, simplify
+            from .graph_passes import checks_as_output, has_checks, record, simplify
 
             def joint(z):
                 with torch.enable_grad():
@@ -204,13 +204,17 @@ class BatchedPotential:
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                graph = simplify(record(joint, points[0].detach()))
-                if has_checks(graph):  # checks that raise (Cholesky) would be dropped by tracing: stay eager
+                # a Cholesky factor's error check, which tracing would drop, becomes a third output (a flag):
+                # where it is set, `value_and_grad` evaluates eagerly, where the check raises
+                graph = checks_as_output(simplify(record(joint, points[0].detach())))
+                if has_checks(graph):  # checks of another kind: stay eager
                     return False
                 fast = torch.jit.trace(graph, (points[0].detach(),), check_trace=False)
             for z in points:
                 U0, g0 = self._eager(z)
-                U1, g1 = fast(z)
+                U1, g1, failed = fast(z)
+                if bool(failed):
+                    return False
                 ok = torch.isfinite(U0)
                 if not torch.equal(ok, torch.isfinite(U1)):
                     return False
@@ -235,9 +239,10 @@ class BatchedPotential:
         values, so each chain behaves as it would alone."""
         try:
             if self._fast is not None:
-                U, g = self._fast(z)
-                return U.detach(), g.detach()
-            return self._eager(z)
+                U, g, failed = self._fast(z)
+                if not bool(failed):
+                    return U.detach(), g.detach()
+            return self._eager(z)  # (where the compiled graph's linear-algebra check failed: this raises)
         except Exception as exc:
             if not is_numerical_failure(exc):
                 raise

@@ -71,7 +71,16 @@ def _mcse(draws: np.ndarray, method: str, independent: float) -> float:
     import arviz as az
 
     try:
-        value = float(az.mcse(draws, method=method))
+        try:
+            value = np.asarray(az.mcse(draws, method=method)).item()  # (a 1-element array where numba is installed)
+        except TypeError:  # ArviZ 0.23's numba path of method="sd" fails on numpy 2: its plain path instead
+            from arviz.utils import Numba
+
+            Numba.disable_numba()
+            try:
+                value = np.asarray(az.mcse(draws, method=method)).item()
+            finally:
+                Numba.enable_numba()
     except (ValueError, TypeError, IndexError):
         value = float("nan")
     return value if np.isfinite(value) else independent

@@ -348,3 +348,25 @@ def test_vae_check_fails_an_untrained_network_and_passes_a_trained_one():
     trained = fit("vae", data, method="svi", **dict(ppl_models.get("vae").demo), progress=False)
     result = run_check("vae", trained, data)
     assert result.passed, result.text
+
+
+def test_mcse_is_arviz_s_whether_or_not_numba_is_installed():
+    """`mcse_mean` / `mcse_sd` are ArviZ's estimates, not the independent-draws fallback, also where numba is
+    installed (ArviZ 0.23's numba path of ``method="sd"`` fails on numpy 2, and returns 1-element arrays)."""
+    import arviz as az
+    from arviz.utils import Numba
+
+    from ppl.checks import mcse_mean, mcse_sd
+
+    rng = np.random.default_rng(0)
+    draws = np.cumsum(rng.normal(size=(4, 400)), axis=1) * 0.05 + rng.normal(size=(4, 400))  # autocorrelated
+    numba = Numba.numba_flag
+    Numba.disable_numba()
+    try:
+        want_mean, want_sd = (np.asarray(az.mcse(draws, method=m)).item() for m in ("mean", "sd"))
+    finally:
+        if numba:
+            Numba.enable_numba()
+    assert mcse_mean(draws) == pytest.approx(want_mean, rel=1e-6)
+    assert mcse_sd(draws) == pytest.approx(want_sd, rel=1e-6)
+    assert mcse_mean(draws) > 1.2 * draws.std() / np.sqrt(draws.size)  # (not the independent-draws formula)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from inference.graph_passes import count_operations, has_checks, record, simplify
+from inference.graph_passes import checks_as_output, count_operations, has_checks, record, simplify
 
 aten = torch.ops.aten
 
@@ -84,6 +84,52 @@ def test_graphs_with_checks_that_raise_are_recognised():
     assert has_checks(gm) and not has_checks(simplify(record(g, torch.eye(2))))
     with pytest.raises(Exception, match="positive-definite"):
         gm(-torch.eye(2))  # simplify keeps the check itself
+
+
+def test_checks_become_a_failure_flag():
+    """`checks_as_output`: the Cholesky check leaves the graph and comes back as one more output, true
+    exactly where the check would have raised, in the traced graph too; without checks a constant False."""
+
+    def f(a):
+        return (torch.linalg.cholesky(a).diagonal(dim1=-2, dim2=-1).log().sum(-1),)
+
+    gm = checks_as_output(simplify(record(f, torch.eye(2).expand(3, 2, 2).clone())))
+    assert not has_checks(gm)
+    traced = torch.jit.trace(gm, (torch.eye(2).expand(3, 2, 2).clone(),), check_trace=False)
+    good = torch.tensor([[[2.0, 0.5], [0.5, 1.0]]] * 3)
+    value, failed = traced(good)
+    assert not bool(failed) and torch.allclose(value, f(good)[0])
+    bad = good.clone()
+    bad[1] = -bad[1]  # one matrix of the batch is not positive definite
+    with pytest.raises(Exception, match="positive-definite"):
+        f(bad)
+    assert bool(traced(bad)[1])
+
+    plain = checks_as_output(simplify(record(lambda a: ((a * 2).sum(),), torch.eye(2))))
+    assert not bool(plain(-torch.eye(2))[1])
+
+
+def test_numbers_read_from_the_data_are_recorded_as_constants():
+    """A Python number taken from a tensor that depends on no input (a label check, a covariate's scale)
+    is read while recording and becomes a constant; one taken from anything computed from an input is
+    data-dependent control flow and still stops the recording."""
+    y = torch.tensor([0.0, 1.0, 3.0])
+
+    def f(x):
+        if int(y.max()) >= 4:
+            raise ValueError("label out of range")
+        return (x - float(y.mean())) / float(y.std())
+
+    gm = simplify(record(f, torch.zeros(2)))
+    x = torch.tensor([1.0, -2.0])
+    assert torch.allclose(gm(x), f(x))
+    assert not any(n.op == "call_function" and "std" in str(n.target) for n in gm.graph.nodes)
+
+    def g(x):
+        return x * float(x.sum())
+
+    with pytest.raises(Exception, match="data-dependent"):
+        record(g, torch.ones(2))
 
 
 def _gradient_graph(f, x):

@@ -122,7 +122,7 @@ def test_nuts_matches_exact_gaussian_posterior():
                method="nuts", num_chains=2, num_samples=400, num_warmup=200, jit_compile=True, progress=False)
     mean, cov = gaussian_posterior(X, y, sigma, s, standardize=True)
     draws = np.concatenate([post.samples["intercept"][..., None], post.samples["coef"]], axis=-1)
-    mcse = np.array([float(az.mcse(draws[..., j])) for j in range(4)])
+    mcse = np.array([np.asarray(az.mcse(draws[..., j])).item() for j in range(4)])
     assert np.all(np.abs(draws.mean((0, 1)) - mean) < 4 * mcse)
     np.testing.assert_allclose(draws.std((0, 1)), np.sqrt(np.diag(cov)), rtol=0.1)
 
@@ -145,8 +145,8 @@ def test_nuts_flat_prior_reproduces_stan_kidiq(shared_data):
     draws = {"beta[1]": post.samples["intercept"], "beta[2]": post.samples["coef"][..., 0],
              "sigma": post.samples["sigma"]}
     for name, x in draws.items():
-        assert float(az.ess(x, method="bulk")) > 200, name
-        assert abs(x.mean() - reference[name]["mean"]) < 4 * float(az.mcse(x)), name
+        assert np.asarray(az.ess(x, method="bulk")).item() > 200, name
+        assert abs(x.mean() - reference[name]["mean"]) < 4 * np.asarray(az.mcse(x)).item(), name
         assert x.std() == pytest.approx(reference[name]["sd"], rel=0.1), name
 
 
