@@ -80,8 +80,8 @@ def fit(model: Any, data: dict | None = None, method: str | None = None, seed: i
             ``warm_start`` (True: the fast backend's warm-up starts from the curvature at the mode),
             ``jit_compile`` (False, Pyro backend), ``step_size`` (initial), ``trajectory_length`` (HMC, 2 pi),
             ``backend``: ``"fast"`` (default: every chain advanced at once as one batch on a compiled
-            potential, see docs/mcmc.md; models it cannot run, such as ones with enumerated discrete
-            sites, fall back to Pyro with a note) or ``"pyro"`` (Pyro's own NUTS/HMC kernels, one chain
+            potential, see docs/mcmc.md; enumerated discrete sites are summed out per chain; models it
+            cannot run, such as ones that do not broadcast over an outer plate, fall back to Pyro with a note) or ``"pyro"`` (Pyro's own NUTS/HMC kernels, one chain
             after another).
             SVI: ``guide`` (``normal``, ``mvn``, ``delta`` or a callable; default the model's own guide,
             else ``normal``), ``num_steps`` (2000), ``lr`` (0.01), ``tol`` (1e-4, relative change of the

@@ -2,8 +2,8 @@
 
 `run_fast_mcmc` has the same contract as `mcmc.run_mcmc`: draws ``(chain, draw, *site_shape)`` of every
 continuous latent site in the model's own (constrained) space, and the same per-draw statistics. It raises
-`NotBatchable` when the model cannot run this way (enumerated discrete sites, a model that does not
-broadcast over an outer plate); the caller then falls back to Pyro's kernels.
+`NotBatchable` when the model cannot run this way (a model that does not broadcast over an outer plate,
+enumerated sites that do not sum out per chain); the caller then falls back to Pyro's kernels.
 """
 
 from __future__ import annotations

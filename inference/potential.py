@@ -13,6 +13,10 @@ graph of plain tensor operations (``make_fx`` through the autograd pass) and tha
 Both steps are checked against the eager evaluation before use, and skipped if they disagree (for
 instance a model whose control flow depends on the latent values).
 
+Discrete sites marked for parallel enumeration are enumerated left of the chain plate and summed out by
+Pyro's tensor variable elimination, contracted down to the chain plate (`_marginal_per_chain`), so U is
+the marginal of the continuous sites, chain by chain, as Pyro's own NUTS computes it for one chain.
+
 A model that does not broadcast over the outer plate (it reshapes a global site, uses ``X @ coef``)
 is detected at construction by comparing the batched potential with one unbatched trace per chain;
 `BatchedPotential` then raises `NotBatchable` and the caller falls back to Pyro's own kernels.
@@ -25,12 +29,18 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable
 
+from collections import OrderedDict
+
 import pyro
 import torch
 from pyro import poutine
+from pyro.infer.mcmc.util import TraceEinsumEvaluator
+from pyro.ops.contract import contract_to_tensor
+from pyro.poutine.subsample_messenger import _Subsample
+from opt_einsum import shared_intermediates
 from torch.distributions import biject_to
 
-from .structure import ModelStructure
+from .structure import ModelStructure, enumerable
 
 CHAIN_PLATE = "_chains"
 
@@ -47,6 +57,30 @@ def is_numerical_failure(exc: BaseException) -> bool:
     message = str(exc)  # (raised inside TorchScript, a failure arrives as a `torch.jit.Error` quoting it)
     return isinstance(exc, (RuntimeError, torch.jit.Error)) and any(
         key in message for key in ("singular U", "not positive-definite", "positive definite", "cholesky"))
+
+
+def _marginal_per_chain(trace, C: int) -> torch.Tensor:
+    """log p(data, continuous sites) per chain, the enumerated discrete sites summed out: the trace's log
+    factors contracted by Pyro's tensor variable elimination (`contract_to_tensor`, as its NUTS does with
+    `TraceEinsumEvaluator`) down to the chain plate instead of to a scalar, so each chain keeps its own."""
+    trace.pack_tensors()
+    chain = trace.plate_to_symbol[CHAIN_PLATE]
+    factors: OrderedDict = OrderedDict()
+    for site in trace.nodes.values():
+        if site["type"] != "sample" or isinstance(site["fn"], _Subsample):
+            continue
+        ordinal = frozenset(trace.plate_to_symbol[f.name] for f in site["cond_indep_stack"] if f.vectorized)
+        factors.setdefault(ordinal, []).append(site["packed"]["log_prob"])
+    enum_dims = set(trace.symbol_to_dim) - set(trace.plate_to_symbol.values())
+    # (packing drops dimensions of size 1: with one chain, the chain plate is gone and so is its symbol)
+    target = frozenset({chain}) if any(chain in f._pyro_dims for fs in factors.values() for f in fs) else frozenset()
+    with shared_intermediates() as cache:
+        result = contract_to_tensor(factors, enum_dims, target_ordinal=target, cache=cache)
+    if result.shape == () and C == 1:
+        return result.reshape(1)
+    if getattr(result, "_pyro_dims", None) != chain or result.shape != (C,):
+        raise NotBatchable("the enumerated log density does not reduce to one value per chain")
+    return result
 
 
 @dataclass
@@ -73,9 +107,8 @@ class BatchedPotential:
 
     def __init__(self, model: Callable, data: dict, structure: ModelStructure, num_chains: int,
                  compile: bool = True):
-        if structure.enumerated:
-            raise NotBatchable(f"enumerated discrete sites {structure.enumerated}")
-        self.model = model
+        self.enumerated = list(structure.enumerated)
+        self.model = enumerable(model) if self.enumerated else model
         self.data = data
         self.num_chains = num_chains
         self.nesting = structure.max_plate_nesting
@@ -123,10 +156,14 @@ class BatchedPotential:
             log_jac = log_jac + s.transform.log_abs_det_jacobian(u, x).reshape(C, -1).sum(-1)
         with pyro.validation_enabled(False), warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            model = poutine.condition(self.model, {**self.condition, **values})
+            if self.enumerated:  # discrete sites enumerated left of the chain plate, then summed out
+                model = poutine.enum(model, first_available_dim=-(self.nesting + 2))
             with pyro.plate(CHAIN_PLATE, C, dim=-(self.nesting + 1)):
-                trace = poutine.trace(poutine.condition(self.model, {**self.condition, **values})).get_trace(
-                    **self.data)
+                trace = poutine.trace(model).get_trace(**self.data)
             trace.compute_log_prob()
+        if self.enumerated:
+            return log_jac + _marginal_per_chain(trace, C)
         total = log_jac
         for name, site in trace.nodes.items():
             if site["type"] != "sample" or "log_prob" not in site:
@@ -163,8 +200,13 @@ class BatchedPotential:
                 log_jac = log_jac + s.transform.log_abs_det_jacobian(u, x).sum()
             with pyro.validation_enabled(False), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                trace = poutine.trace(poutine.condition(self.model, {**self.condition, **values})).get_trace(
-                    **self.data)
+                model = poutine.condition(self.model, {**self.condition, **values})
+                if self.enumerated:
+                    model = poutine.enum(model, first_available_dim=-(self.nesting + 1))
+                trace = poutine.trace(model).get_trace(**self.data)
+                if self.enumerated:  # Pyro's own marginalisation, as its NUTS computes it
+                    out.append(TraceEinsumEvaluator(trace, True, self.nesting).log_prob(trace) + log_jac)
+                    continue
             out.append(trace.log_prob_sum() + log_jac)
         return torch.stack(out)
 

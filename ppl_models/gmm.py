@@ -117,13 +117,16 @@ class OrderedNormal(dist.TorchDistribution):
         return constraints.ordered_vector if self.dim is None else first_coordinate_ordered
 
     def expand(self, batch_shape, _instance=None):
-        if tuple(batch_shape) == ():
-            return self
-        raise NotImplementedError("OrderedNormal has no batch dimensions; sample it outside plates")
+        """Independent copies over `batch_shape` (under a plate: the chains of a batched sampler)."""
+        new = self._get_checked_instance(OrderedNormal, _instance)
+        new.loc, new.scale, new.K, new.dim = self.loc, self.scale, self.K, self.dim
+        super(OrderedNormal, new).__init__(torch.Size(batch_shape), self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
 
     def sample(self, sample_shape=torch.Size()):
         with torch.no_grad():
-            draws = self.loc + self.scale * torch.randn(torch.Size(sample_shape) + self.event_shape)
+            draws = self.loc + self.scale * torch.randn(self._extended_shape(sample_shape))
             if self.dim is None:
                 return draws.sort(dim=-1).values
             order = draws[..., 0].argsort(dim=-1)

@@ -123,12 +123,12 @@ def test_nuts_posterior_centres_on_the_mle(fa_data, sklearn_covariance):
     import arviz as az
 
     # the posterior is exactly invariant under rotations of W (a circle of modes for K = 2): untamed, NUTS
-    # spends depth-10 trees travelling it; depth 6 keeps this at ~20 s. Chains reach points where the
-    # low-rank covariance's Cholesky factor fails: the fast backend must treat those as divergences of that
-    # chain alone, as Pyro's kernels do, not stop.
+    # spends depth-10 trees travelling it; depth 6 keeps this at ~30 s (compiled; 190 s with the eager leaf
+    # step). Chains reach points where the low-rank covariance's Cholesky factor fails: the fast backend must
+    # treat those as divergences of that chain alone, as Pyro's kernels do, not stop.
     post = fit("factor_analysis", fa_data, method="nuts", seed=0, num_chains=2, num_samples=200,
                num_warmup=200, max_tree_depth=6, progress=False)
-    assert "fast backend" in post.notes[0]
+    assert "fast backend" in post.notes[0] and "compiled leapfrog step" in post.notes[0]
     C = implied_covariance(post.samples["W"], post.samples["psi"])  # (chain, draw, D, D)
     mean, sd = C.mean((0, 1)), C.std((0, 1))
     assert (np.abs(mean - sklearn_covariance) < 3 * sd).all()

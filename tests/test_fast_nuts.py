@@ -202,18 +202,31 @@ def test_model_that_does_not_broadcast_falls_back_to_pyro():
     assert post.samples["mu"].shape == (1, 5, 2)
 
 
-@pytest.mark.slow
-def test_enumerated_model_falls_back_to_pyro():
+def test_enumerated_sites_are_summed_out_per_chain():
+    """A model with an enumerated discrete site runs on the fast backend: its batched potential is the
+    closed-form marginal, log Beta(w) + sum_i log(w N(x_i | 3, 1) + (1 - w) N(x_i | 0, 1)) + log|J|, chain by
+    chain, and Pyro's own (unbatched) marginalisation agrees; z is then drawn given each draw of w."""
+
     def mixture(x):
-        weight = pyro.sample("weight", dist.Beta(1.0, 1.0))
+        weight = pyro.sample("weight", dist.Beta(2.0, 3.0))
         with pyro.plate("N", x.shape[0]):
             z = pyro.sample("z", dist.Bernoulli(weight))
             pyro.sample("x", dist.Normal(z * 3.0, 1.0), obs=x)
 
-    post = fit(mixture, data={"x": [0.1, 3.2, -0.3, 2.9]}, method="nuts", num_chains=1, num_samples=10,
-               num_warmup=10, progress=False)
-    assert any("enumerated" in n for n in post.notes)
-    assert post.samples["z"].shape == (1, 10, 4)
+    x = torch.tensor([0.1, 3.2, -0.3, 2.9, 1.4])
+    pot = BatchedPotential(mixture, {"x": x}, inspect_model(mixture, {"x": x}), num_chains=3)
+    z = torch.tensor([[-1.0], [0.2], [2.0]])  # unconstrained: w = sigmoid(z)
+    w = torch.sigmoid(z[:, 0])
+    normal = torch.distributions.Normal
+    exact = (dist.Beta(2.0, 3.0).log_prob(w) + torch.log(w * torch.sigmoid(-z[:, 0]))
+             + torch.logaddexp(torch.log(w)[:, None] + normal(3.0, 1.0).log_prob(x),
+                               torch.log1p(-w)[:, None] + normal(0.0, 1.0).log_prob(x)).sum(-1))
+    torch.testing.assert_close(pot._log_density(z), exact, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(pot.unbatched_log_density(z), exact, rtol=1e-5, atol=1e-5)
+
+    post = fit(mixture, data={"x": x}, method="nuts", num_chains=2, num_samples=10, num_warmup=10, progress=False)
+    assert any("compiled leapfrog step and trajectory" in n for n in post.notes), post.notes
+    assert post.samples["z"].shape == (2, 10, 5)
 
 
 def test_backend_option_is_checked():
@@ -482,11 +495,12 @@ def test_step_size_search_through_the_compiled_leaf_is_the_eager_one():
     assert len(set(compiled.flatten().tolist())) > 1
 
 
-@pytest.mark.parametrize("name", ["coin", "factor_analysis", "softmax_regression", "two_class"])
+@pytest.mark.parametrize("name", ["coin", "factor_analysis", "softmax_regression", "two_class", "gmm",
+                                  "coin_mixture"])
 def test_fit_reports_the_compiled_trajectory(name):
     """Every catalogue model on the fast backend runs compiled: factor analysis's density has a Cholesky
     factor, whose error check tracing would drop (compiled as a flag, see the test above); the softmax
     regression checks its labels and the two-class model standardises its covariate, reading numbers from
-    the data inside the model (recorded as constants)."""
+    the data inside the model (recorded as constants); the mixtures' assignments are summed out."""
     post = fit(name, method="nuts", num_chains=2, num_samples=10, num_warmup=10, progress=False)
     assert any("compiled leapfrog step and trajectory" in n for n in post.notes), post.notes
