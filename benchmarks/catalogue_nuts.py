@@ -13,7 +13,7 @@ time, the sampling phase's leapfrog steps (all chains) over the wall time, bulk 
 (identified in every model, unlike factor analysis's rotating loadings) per second, and that rate over
 the one before.
 
-    PYTHONPATH=. python benchmarks/catalogue_nuts.py                  # 2 chains x (150 + 150), seed 0
+    PYTHONPATH=. python benchmarks/catalogue_nuts.py                  # 2 chains x (100 + 100), seed 0, depth 6
     PYTHONPATH=. python benchmarks/catalogue_nuts.py --models ppca --chains 4
 """
 
@@ -36,18 +36,20 @@ MODELS = ["factor_analysis", "ppca", "softmax_regression", "two_class", "gmm", "
 ENUMERATED = {"gmm", "coin_mixture"}
 
 
-def run(name: str, chains: int, warmup: int, draws: int, seed: int, compile: bool, pyro_backend: bool = False) -> dict:
+def run(name: str, chains: int, warmup: int, draws: int, seed: int, depth: int, compile: bool,
+        pyro_backend: bool = False) -> dict:
     spec, fn, _ = resolve(name)
     data = spec.validate(spec.default_data(seed=0))
     start = time.perf_counter()
     if pyro_backend:
         post = fit(name, data, method="nuts", seed=seed, num_chains=chains, num_warmup=warmup, num_samples=draws,
-                   backend="pyro", jit_compile=True, progress=False)
+                   max_tree_depth=depth, backend="pyro", jit_compile=True, progress=False)
         stats, how = post.sample_stats, "Pyro NUTS (jit_compile)"
     else:
         structure = inspect_model(fn, data)
         _, stats, notes = run_fast_mcmc(fn, data, structure, method="nuts", seed=seed, num_chains=chains,
-                                        num_warmup=warmup, num_samples=draws, progress=False, compile=compile)
+                                        num_warmup=warmup, num_samples=draws, max_tree_depth=depth, progress=False,
+                                        compile=compile)
         how = "batched, " + notes[0].split(", ")[1]
     seconds = time.perf_counter() - start
     ess = float(np.asarray(az.ess(np.asarray(stats["lp"], dtype=float), method="bulk")).item())
@@ -57,19 +59,23 @@ def run(name: str, chains: int, warmup: int, draws: int, seed: int, compile: boo
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chains", type=int, default=2)
-    parser.add_argument("--warmup", type=int, default=150)
-    parser.add_argument("--samples", type=int, default=150)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-tree-depth", type=int, default=6,
+                        help="factor analysis's rotation-invariant posterior runs depth-10 trees otherwise "
+                             "(the test suite uses 6 too): 10 s per eager transition")
     parser.add_argument("--models", nargs="*", default=MODELS)
     args = parser.parse_args(argv)
-    print(f"budget: {args.chains} chains x ({args.warmup} warm-up + {args.samples} draws), seed {args.seed}")
+    print(f"budget: {args.chains} chains x ({args.warmup} warm-up + {args.samples} draws), seed {args.seed}, "
+          f"max tree depth {args.max_tree_depth}")
     print()
     print("| model | sampler | wall s | sampling leapfrog steps / wall s | ESS(lp)/s | x before |")
     print("|---|---|---|---|---|---|")
     for name in args.models:
-        eager = run(name, args.chains, args.warmup, args.samples, args.seed, compile=False,
-                    pyro_backend=name in ENUMERATED)
-        fast = run(name, args.chains, args.warmup, args.samples, args.seed, compile=True)
+        budget = (args.chains, args.warmup, args.samples, args.seed, args.max_tree_depth)
+        eager = run(name, *budget, compile=False, pyro_backend=name in ENUMERATED)
+        fast = run(name, *budget, compile=True)
         for r in (eager, fast):
             print(f"| {name} | {r['how']} | {r['wall']:.1f} | {r['steps']:.0f} | {r['ess_s']:.2f} | "
                   f"{r['ess_s'] / eager['ess_s']:.1f} |", flush=True)
