@@ -26,10 +26,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
-
-from collections import OrderedDict
 
 import pyro
 import torch
@@ -37,7 +36,6 @@ from pyro import poutine
 from pyro.infer.mcmc.util import TraceEinsumEvaluator
 from pyro.ops.contract import contract_to_tensor
 from pyro.poutine.subsample_messenger import _Subsample
-from opt_einsum import shared_intermediates
 from torch.distributions import biject_to
 
 from .structure import ModelStructure, enumerable
@@ -74,8 +72,7 @@ def _marginal_per_chain(trace, C: int) -> torch.Tensor:
     enum_dims = set(trace.symbol_to_dim) - set(trace.plate_to_symbol.values())
     # (packing drops dimensions of size 1: with one chain, the chain plate is gone and so is its symbol)
     target = frozenset({chain}) if any(chain in f._pyro_dims for fs in factors.values() for f in fs) else frozenset()
-    with shared_intermediates() as cache:
-        result = contract_to_tensor(factors, enum_dims, target_ordinal=target, cache=cache)
+    result = contract_to_tensor(factors, enum_dims, target_ordinal=target)
     if result.shape == () and C == 1:
         return result.reshape(1)
     if getattr(result, "_pyro_dims", None) != chain or result.shape != (C,):
