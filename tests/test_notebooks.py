@@ -36,6 +36,8 @@ def test_notebook_executes(path, monkeypatch, tmp_path):
     # the kernel is a child process: it imports this checkout's packages through PYTHONPATH
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # one intra-op thread, as in the tests' own process (conftest.py): the kernels run beside other workers
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     book = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(book, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
