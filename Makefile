@@ -6,8 +6,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= demo-out
-# the tests on every core (at most four workers), tests sharing a module fixture together (tests/conftest.py)
-PYTEST_ARGS ?= -n auto --maxprocesses 4 --dist loadgroup
+# the tests on every core (at most four workers), a test file's tests in one worker (its module fixtures built once)
+PYTEST_ARGS ?= -n auto --maxprocesses 4 --dist loadfile
 
 .PHONY: run test install graphviz clean
 

@@ -15,18 +15,6 @@ REPO = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """`make test` runs the suite on every core with pytest-xdist's ``--dist loadgroup``: tests are spread
-    one by one, except that the tests of a module sharing a module-scoped fixture (the whole demo, a VAE
-    fit) form one group and run in one worker, so the fixture is built once."""
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        fixtures = info.name2fixturedefs.values() if info is not None else ()
-        if any(defs and defs[-1].scope == "module" for defs in fixtures):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
-
-
 def shared_data_dir() -> Path | None:
     """`../shared/data` beside the checkout (or $PPL_SHARED_DATA); None when absent (a user's checkout)."""
     candidates = [os.environ.get("PPL_SHARED_DATA"), REPO.parent / "shared" / "data", Path("/work/shared/data")]
