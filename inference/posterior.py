@@ -8,6 +8,7 @@ draws from the guide, MAP/MLE one chain of one draw (the estimate). So `az.summa
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -175,7 +176,7 @@ class Posterior:
         idata = self.to_arviz(prior=False, predictive=False)
         if var_names is None:
             var_names = [k for k in self.samples if k not in self._local_discrete()]
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _without_arviz_shape_log():
             warnings.simplefilter("ignore")
             if self.method in ("map", "mle"):
                 kwargs.setdefault("kind", "stats")
@@ -219,3 +220,25 @@ class Posterior:
         problems = self.problems()
         lines += [f"WARNING: {p}" for p in problems] or ["diagnostics: no problems found"]
         return "\n".join(lines)
+
+
+class _ShapeLogFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Shape validation failed")
+
+
+@contextlib.contextmanager
+def _without_arviz_shape_log():
+    """ArviZ logs "Shape validation failed ... minimum_shape: (chains=2, draws=4)" for a one-chain posterior
+    (SVI's draws, a single NUTS chain), where R-hat needs two chains; the summary's r_hat is NaN there,
+    which says the same, and the log line reads like an error. Other ArviZ messages pass. (ArviZ 0.x logs
+    through its own `arviz._log`, a logger outside `logging`'s registry.)"""
+    logs = {logging.getLogger("arviz"), getattr(az, "_log", None)} - {None}
+    quiet = _ShapeLogFilter()
+    for log in logs:
+        log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for log in logs:
+            log.removeFilter(quiet)
