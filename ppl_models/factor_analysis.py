@@ -173,7 +173,7 @@ SPEC = register(
         fields=FIELDS,
         options=_options("HalfCauchy prior scale of each noise variance psi_d"),
         # W's rotation invariance makes NUTS trees deep; a bounded depth keeps the demo short
-        demo={"num_chains": 2, "num_samples": 200, "num_warmup": 200, "max_tree_depth": 6, "jit_compile": True},
+        demo={"num_chains": 4, "num_samples": 200, "num_warmup": 200, "max_tree_depth": 6, "jit_compile": True},
     )
 )
 
@@ -189,6 +189,6 @@ PPCA_SPEC = register(
         fields=FIELDS,
         options=_options("HalfCauchy prior scale of the noise sd sigma"),
         # W's rotation invariance makes NUTS trees deep; a bounded depth keeps the demo short
-        demo={"num_chains": 2, "num_samples": 200, "num_warmup": 200, "max_tree_depth": 6, "jit_compile": True},
+        demo={"num_chains": 4, "num_samples": 200, "num_warmup": 200, "max_tree_depth": 6, "jit_compile": True},
     )
 )

@@ -353,7 +353,7 @@ def _options(natural: str, extra: dict | None = None, priors: tuple[str, ...] = 
 
 
 _X = Field("X", "real", (("N", "D"),), "predictors, one row per observation")
-_DEMO = {"num_chains": 2, "num_samples": 300, "num_warmup": 300}
+_DEMO = {"num_chains": 4, "num_samples": 500, "num_warmup": 300}
 _DISPLAY = {"plate_index": {"N": "i"}, "labels": {"X": "x"}}
 
 LINEAR = register(_CheckedSpec(

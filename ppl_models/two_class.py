@@ -119,5 +119,5 @@ SPEC = register(ModelSpec(
         "N": Option(10, "number of points to sample when x and y are None", low=1),
     },
     display={"plate_index": {"N": "i"}},
-    demo={"num_chains": 2, "num_samples": 300, "num_warmup": 300},
+    demo={"num_chains": 4, "num_samples": 500, "num_warmup": 300},
 ))
