@@ -30,8 +30,8 @@ class ModelSpec:
         options: model options and their defaults (prior family, scales, K, ...).
         display: drawing hints that are facts about the model's notation, not drawing code:
             ``{"labels": {site: label}, "plate_index": {plate: index letter}}``.
-        demo: engine options for a quick run of the default engine (used by ``ppl demo`` and the
-            notebooks), e.g. ``{"num_chains": 4, "num_samples": 300}``.
+        demo: engine options for a quick run of the default engine (used by ``ppl demo``), e.g.
+            ``{"num_chains": 4, "num_samples": 300}``.
         relabel: for a posterior that does not change under relabelling of its components (mixtures)
             or rotation (factor loadings), a function of the draws ``{site: (chain, draw, ...)}`` that
             puts each draw in one canonical form; ``ppl fit`` and ``ppl demo`` apply it before the
