@@ -10,60 +10,118 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
+import inspect
+
 import pyro
+import torch
+from pyro import poutine
+from pyro.util import get_rng_state, set_rng_state
 
 from ppl_models.data import DataError, plain_data
 from ppl_models.registry import resolve
 
 from .errors import InputError
+from .evidence import check_observed
 from .mcmc import run_mcmc
 from .optim import run_point, run_svi
-from .posterior import Posterior
+from .options import BACKENDS, METHODS, OPTIONS, _show, check_options, check_progress, check_seed, describe
+from .posterior import Posterior, check_pointwise
 from .predictive import sample_discrete
-from .structure import inspect_model
+from .structure import _reported_input_error, inspect_model, program_failure
 
-METHODS = ("nuts", "hmc", "svi", "map", "mle")
-
-_MCMC_OPTIONS = {"num_chains": 4, "num_samples": 1000, "num_warmup": 1000, "target_accept": 0.8,
-                 "max_tree_depth": 10, "full_mass": None, "jit_compile": False, "step_size": 1.0,
-                 "trajectory_length": None, "backend": "fast", "warm_start": True}
-BACKENDS = ("fast", "pyro")
-OPTIONS = {
-    "nuts": {k: v for k, v in _MCMC_OPTIONS.items() if k != "trajectory_length"},
-    "hmc": {k: v for k, v in _MCMC_OPTIONS.items() if k != "max_tree_depth"},
-    "svi": {"guide": None, "num_steps": 2000, "lr": 0.01, "tol": 1e-4, "num_samples": 1000, "num_particles": 1},
-    "map": {"optimizer": None, "num_steps": None, "lr": 0.05, "tol": None},
-    "mle": {"optimizer": None, "num_steps": None, "lr": 0.05, "tol": None},
-}
-_POSITIVE_INTS = ("num_chains", "num_samples", "num_steps", "num_particles", "max_tree_depth")
+# The engine options are declared once, in `options`; METHODS, OPTIONS (method -> {option: default}) and
+# BACKENDS stay importable from here for the code that reads them.
+__all__ = ["fit", "METHODS", "OPTIONS", "BACKENDS"]
 
 
-def _check_options(method: str, options: dict) -> dict:
-    allowed = OPTIONS[method]
-    for key, value in options.items():
-        if key not in allowed:
-            raise InputError(key, f"is not an option of method {method!r}; its options are "
-                             f"{', '.join(sorted(allowed))}, progress")
-        if key in _POSITIVE_INTS and value is not None:
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise InputError(key, f"must be a positive whole number, got {value!r}")
-        if key == "num_warmup" and (not isinstance(value, (int, np.integer)) or value < 0):
-            raise InputError(key, f"must be a non-negative whole number, got {value!r}")
-        if key in ("warm_start", "jit_compile") and not isinstance(value, (bool, np.bool_)):
-            raise InputError(key, f"must be True or False, got {value!r}")
-        if key == "full_mass" and value is not None and not isinstance(value, (bool, np.bool_)):
-            raise InputError(key, "must be True, False or None (None: dense for 2-10 correlated dimensions), "
-                                  f"got {value!r}")
-        if key == "backend" and value not in BACKENDS:
-            raise InputError(key, f"unknown backend {value!r}; choose one of {', '.join(BACKENDS)}")
-        if key in ("lr", "target_accept", "step_size") and not (isinstance(value, (int, float)) and value > 0):
-            raise InputError(key, f"must be a positive number, got {value!r}")
-    return {**allowed, **options}
+def _float_observations(fn: Any, data: dict) -> dict:
+    """`data` with every integer tensor that a sample site observes, and whose distribution cannot score
+    integers (Bernoulli's log-density refuses a long tensor), cast to the working float dtype.
+
+    Integer tensors that the program only uses as indices (``a[g]``) are left as they are: only a value that
+    is itself the ``obs`` of a site, and fails to score as an integer while scoring as a float, is cast.
+    """
+    ints = {k for k, v in data.items() if isinstance(v, torch.Tensor) and not v.is_floating_point()
+            and not v.is_complex() and v.dtype != torch.bool}
+    if not ints:
+        return data
+    try:
+        with pyro.validation_enabled(False), torch.no_grad():
+            trace = poutine.trace(fn).get_trace(**data)
+    except Exception:  # noqa: BLE001 (inspect_model reports the failure properly)
+        return data
+    cast = {}
+    for site in trace.nodes.values():
+        if site["type"] != "sample" or not site["is_observed"]:
+            continue
+        key = next((k for k in ints if site["value"] is data[k]), None)
+        if key is None or key in cast:
+            continue
+        try:
+            site["fn"].log_prob(site["value"])
+        except (RuntimeError, TypeError, ValueError):
+            cast[key] = data[key].to(torch.get_default_dtype())
+    return {**data, **cast}
+
+
+def _check_structure(fn: Any, data: dict, structure: Any, method: str, settings: dict,
+                     registered: str | None = None) -> None:
+    """Refuse, before any optimisation or sampling, a model with nothing to infer and a user guide that
+    cannot be called with the model's arguments or leaves out a latent site the model samples."""
+    if not structure.latent:  # a registered model always has latent sites: then the data observed them all
+        field = "model" if registered is None else "data"
+        raise InputError(field, "has no latent site: every sample site is observed, nothing to infer"
+                         if registered is None else f"observes every sample site of {registered}: nothing to infer")
+    for name in structure.observed:  # Pyro's trace scores nothing: a misshaped observation shows only here
+        site = structure.trace.nodes[name]
+        value = site["value"]
+        if not isinstance(value, torch.Tensor):
+            continue
+        expected = tuple(site["fn"].batch_shape) + tuple(site["fn"].event_shape)
+        try:
+            torch.broadcast_shapes(tuple(value.shape), expected)
+        except RuntimeError:  # the engines would fail deep inside a log-density with a tensor-size message
+            field = next((k for k, v in data.items() if v is value), name)
+            raise InputError(field, f"has shape {tuple(value.shape)} but site {name!r} expects {expected} "
+                                    "(its plates and distribution shape)") from None
+    guide = settings.get("guide")
+    if method != "svi" or not callable(guide) or isinstance(guide, str):
+        return
+    guide_name = getattr(guide, "__name__", type(guide).__name__)
+    try:
+        target = guide.forward if isinstance(guide, torch.nn.Module) else guide
+        inspect.signature(target).bind(**data)
+    except TypeError as exc:
+        raise InputError("guide", f"cannot be called with the model's arguments ({', '.join(data)}): "
+                                  f"{guide_name}: {exc}") from None
+    except ValueError:  # no signature to read (a builtin): calling it below tells
+        pass
+    rng = get_rng_state()  # the run's random stream goes on as if the guide had not been tried
+    try:
+        with torch.no_grad():
+            trace = poutine.trace(guide).get_trace(**data)
+    except Exception as exc:  # noqa: BLE001
+        reported = _reported_input_error(exc)
+        if reported is not None:
+            raise reported from None
+        own = program_failure(exc, guide, "guide")
+        if own is not None:
+            raise own from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError("guide", f"cannot run on this data: {first}") from exc
+    finally:
+        pyro.clear_param_store()
+        set_rng_state(rng)
+    sampled = {n for n, site in trace.nodes.items() if site["type"] == "sample" and not site["is_observed"]}
+    needed = structure.continuous + structure.non_enumerable
+    missing = [n for n in needed if n not in sampled]
+    if missing:
+        raise InputError("guide", f"has no site {missing[0]!r} that the model samples; a guide must sample every "
+                                  f"continuous latent site of the model ({', '.join(needed)})")
 
 
 def fit(model: Any, data: dict | None = None, method: str | None = None, seed: int = 0,
-        progress: bool = True, **options: Any) -> Posterior:
+        progress: bool = True, pointwise: bool | str = "auto", **options: Any) -> Posterior:
     """Run one inference method on a model and return its `Posterior`.
 
     Args:
@@ -74,24 +132,20 @@ def fit(model: Any, data: dict | None = None, method: str | None = None, seed: i
             (``nuts`` for an unregistered callable).
         seed: every random choice of the run follows from it: the same seed gives the same draws.
         progress: show progress bars.
-        **options: engine options. MCMC: ``num_chains`` (4), ``num_samples`` (1000), ``num_warmup``
-            (1000), ``target_accept`` (0.8), ``max_tree_depth`` (10, NUTS), ``full_mass`` (None: dense up to 10
-            unconstrained dimensions on the fast backend, else diagonal; True/False to choose),
-            ``warm_start`` (True: the fast backend's warm-up starts from the curvature at the mode),
-            ``jit_compile`` (False, Pyro backend), ``step_size`` (initial), ``trajectory_length`` (HMC, 2 pi),
-            ``backend``: ``"fast"`` (default: every chain advanced at once as one batch on a compiled
-            potential, see docs/mcmc.md; enumerated discrete sites are summed out per chain; models it
-            cannot run, such as ones that do not broadcast over an outer plate, fall back to Pyro with a note) or ``"pyro"`` (Pyro's own NUTS/HMC kernels, one chain
-            after another).
-            SVI: ``guide`` (``normal``, ``mvn``, ``delta`` or a callable; default the model's own guide,
-            else ``normal``), ``num_steps`` (2000), ``lr`` (0.01), ``tol`` (1e-4, relative change of the
-            windowed mean loss that stops early), ``num_samples`` (1000 draws from the guide),
-            ``num_particles`` (1). MAP/MLE: ``optimizer`` (``lbfgs`` or ``adam``), ``num_steps``,
-            ``lr``, ``tol``.
+        pointwise: whether ``Posterior.to_arviz()`` computes the per-observation groups (log_likelihood,
+            posterior_predictive, prior_predictive): ``"auto"`` (default) when draws x observed values is at
+            most ``inference.posterior.POINTWISE_LIMIT`` (2e7), else left out with a note; True or False.
+        **options: engine options, checked for type and range before any work starts (the list below is
+            written from `inference.options`, where each is declared once). ``backend="fast"`` advances
+            every chain at once as one batch on a compiled potential (docs/mcmc.md); models it cannot run
+            fall back to Pyro's kernels with a note.
+
+            {options}
 
     Raises:
         KeyError: unknown model name (the message lists the known names).
         ppl_models.DataError / InputError: bad data or options, naming the field and the problem.
+        inference.errors.ModelError: the model's or guide's own code raised (a bug in the program).
     """
     try:
         spec, fn, name = resolve(model)
@@ -99,23 +153,32 @@ def fit(model: Any, data: dict | None = None, method: str | None = None, seed: i
         raise InputError(exc.field, exc.problem) from None
     if method is None:
         method = spec.default_method if spec is not None else "nuts"
-    if method not in METHODS:
-        raise InputError("method", f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if not isinstance(method, str) or method not in METHODS:
+        raise InputError("method", f"unknown method {_show(method)}; choose one of {', '.join(METHODS)}")
     if spec is not None and method not in spec.engines:
         raise InputError("method", f"{method!r} does not apply to model {spec.name!r}; "
                          f"it supports {', '.join(spec.engines)}")
+    # every option is checked before any work starts (the data's conversion included)
+    seed = check_seed(seed)
+    progress = check_progress(progress)
+    pointwise = check_pointwise(pointwise)
+    settings = check_options(method, options)
     if data is None:
         if spec is None:
             raise InputError("data", "an unregistered model needs its data")
         data = spec.default_data(seed=0)
     data = spec.validate(data) if spec is not None else plain_data(fn, data)
-    settings = _check_options(method, options)
     if method == "svi" and settings["guide"] is None:
         settings["guide"] = spec.guide if spec is not None and spec.guide is not None else "normal"
 
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
+    if spec is None:
+        data = _float_observations(fn, data)
+        pyro.set_rng_seed(seed)
     structure = inspect_model(fn, data)
+    _check_structure(fn, data, structure, method, settings, spec.name if spec is not None else None)
+    check_observed(fn, data, structure)  # impossible or unscorable observations: one line naming the field
     notes: list[str] = []
     sample_stats: dict = {}
     loss = None
@@ -158,4 +221,7 @@ def fit(model: Any, data: dict | None = None, method: str | None = None, seed: i
     samples = {k: samples[k] for k in structure.latent if k in samples}
     return Posterior(samples=samples, method=method, settings={"seed": seed, **settings}, sample_stats=sample_stats,
                      loss=loss, notes=notes, model=fn, data=data, structure=structure, model_name=name,
-                     guide=guide, param_state=pyro.get_param_store().get_state())
+                     guide=guide, param_state=pyro.get_param_store().get_state(), pointwise=pointwise)
+
+
+fit.__doc__ = (fit.__doc__ or "").replace("{options}", describe(indent=" " * 12).lstrip())

@@ -20,7 +20,7 @@ from .potential import BatchedPotential, NotBatchable, is_numerical_failure
 from .warm_start import laplace
 from .structure import ModelStructure
 
-__all__ = ["run_fast_mcmc", "NotBatchable", "DENSE_MAX_DIM", "DENSE_MIN_CONDITION"]
+__all__ = ["run_fast_mcmc", "NotBatchable", "NoStartingPoint", "DENSE_MAX_DIM", "DENSE_MIN_CONDITION"]
 
 # ``full_mass=None`` (the default) adapts a dense mass matrix up to this many unconstrained dimensions and
 # a diagonal one above. Measured (benchmarks/README.md, both warm-started): on the correlated regression
@@ -77,7 +77,13 @@ def _initial_points(potential: BatchedPotential, C: int, generator: torch.Genera
             return z
         fresh = (torch.rand(C, potential.dim, generator=generator, dtype=dtype) * 2 - 1) * radius
         z = torch.where(bad.unsqueeze(-1), fresh, z)
-    raise NotBatchable(f"no finite initial point found in {tries} tries")
+    raise NoStartingPoint(f"no starting point with a finite log density found in {tries} tries at random "
+                          f"points of (-{radius:g}, {radius:g}) in unconstrained space")
+
+
+class NoStartingPoint(NotBatchable):
+    """No chain found a point of finite log density: the model (or its data) is to blame, not the batching,
+    so `mcmc.run_mcmc` asks `evidence.diagnose_start` why instead of falling back to Pyro's kernels."""
 
 
 def run_fast_mcmc(model: Callable, data: dict, structure: ModelStructure, *, method: str, seed: int,

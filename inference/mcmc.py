@@ -123,19 +123,49 @@ def run_mcmc(
                    jit_compile=jit_compile, step_size=step_size, trajectory_length=trajectory_length)
     notes: list[str] = []
     if backend == "fast":
-        from .fast_mcmc import NotBatchable, run_fast_mcmc
+        from .fast_mcmc import NoStartingPoint, NotBatchable, run_fast_mcmc
 
         try:
             return run_fast_mcmc(model, data, structure, method=method, seed=seed, progress=progress,
                                  warm_start=warm_start, **options)
+        except NoStartingPoint as exc:
+            from .evidence import diagnose_start
+
+            found = diagnose_start(model, data, structure)  # the data's fault: say so, and stop here
+            if found is not None:
+                raise found from None
+            # else perhaps the batched evaluation's fault (a model that does not broadcast): Pyro's kernels
+            notes.append(f"fast backend unavailable ({exc}): ran Pyro's {method.upper()} kernels instead")
         except NotBatchable as exc:
             notes.append(f"fast backend unavailable ({exc}): ran Pyro's {method.upper()} kernels instead")
     from .fast_mcmc import one_thread
 
     with one_thread():
-        samples, sample_stats = _run_pyro(model, data, structure, method=method, seed=seed, progress=progress,
-                                          **options)
+        try:
+            samples, sample_stats = _run_pyro(model, data, structure, method=method, seed=seed,
+                                              progress=progress, **options)
+        except ValueError as exc:
+            if "cannot find valid initial params" not in str(exc):
+                raise
+            raise _no_start(model, data, structure, "Pyro found no starting point with a finite log density "
+                            "in 100 tries") from None
     return samples, sample_stats, notes
+
+
+class NoStartError(RuntimeError):
+    """No starting point of finite log density, and no observed site to blame (a real failure, exit 1)."""
+
+
+def _no_start(model: Callable, data: dict, structure: ModelStructure, what: str) -> Exception:
+    """The one-line error for an MCMC run without a starting point: the data's fault when an observed
+    site's log-density is not finite at every prior draw (`evidence.diagnose_start`), else a `NoStartError`."""
+    from .evidence import diagnose_start
+
+    found = diagnose_start(model, data, structure)
+    if found is not None:
+        return found
+    return NoStartError(f"{what}; the model's log density is -inf or NaN there for a reason other than the "
+                        "observed data (a prior's support, the model's own arithmetic)")
 
 
 def _run_pyro(
@@ -159,7 +189,7 @@ def _run_pyro(
     """Pyro's own NUTS or HMC kernels, one chain after another."""
     per_chain, stats = [], []
     for chain in range(num_chains):
-        pyro.set_rng_seed(seed * 1_000 + chain)
+        pyro.set_rng_seed((seed * 1_000 + chain) % 2**32)  # NumPy's seed range; unchanged below seed 4294967
         common = dict(
             step_size=step_size,
             adapt_step_size=True,

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from .errors import InputError
 from .structure import ModelStructure, enumerable, full_size_plates
+from .warm_start import hinted_init
 
 AUTOGUIDES = {"normal": AutoNormal, "mvn": AutoMultivariateNormal, "delta": AutoDelta}
 
@@ -63,6 +64,17 @@ def _converged(history: list[float], window: int, tol: float) -> bool:
     return abs(recent - before) <= tol * (abs(before) + 1e-8)
 
 
+def _blame_the_data(model, data, structure, history: list[float]) -> None:
+    """A loss that is not finite from the first step: raise the data's fault when they are to blame."""
+    if history:
+        return
+    from .evidence import diagnose_start
+
+    problem = diagnose_start(model, data, structure)
+    if problem is not None:
+        raise problem
+
+
 def _adam_loop(model, guide, data, structure, *, num_steps, lr, tol, progress, desc, num_particles=1,
                window=100) -> list[float]:
     # the learning rate decays tenfold over the budget, so the last iterates settle instead of jittering
@@ -72,6 +84,7 @@ def _adam_loop(model, guide, data, structure, *, num_steps, lr, tol, progress, d
     for _ in bar:
         loss = svi.step(**data)
         if not np.isfinite(loss):
+            _blame_the_data(model, data, structure, history)
             raise FloatingPointError(f"{desc}: the loss became {loss} at step {len(history) + 1}; "
                                      "try a smaller lr or a different initialisation")
         history.append(loss)
@@ -102,6 +115,7 @@ def _lbfgs_loop(model, guide, data, structure, *, num_steps, tol, progress, desc
     for _ in bar:
         loss = opt.step(closure).item()
         if not np.isfinite(loss):
+            _blame_the_data(model, data, structure, history)
             raise FloatingPointError(f"{desc}: the loss became {loss}; the mode may not exist (an improper "
                                      "likelihood, e.g. separable data under MLE)")
         history.append(loss)
@@ -150,7 +164,8 @@ def run_svi(model, data, structure: ModelStructure, *, guide="normal", num_steps
         if structure.non_enumerable:
             raise InputError("guide", f"discrete sites {structure.non_enumerable} cannot be enumerated; "
                              "pass a guide that samples them")
-        fitted = AUTOGUIDES[guide](poutine.block(model, hide=hidden) if hidden else model)
+        fitted = AUTOGUIDES[guide](poutine.block(model, hide=hidden) if hidden else model,
+                                   init_loc_fn=hinted_init(AUTOGUIDES[guide]))  # a model's suggested start
         notes.append(f"guide: {AUTOGUIDES[guide].__name__}")
     elif callable(guide):
         fitted = guide
@@ -191,7 +206,8 @@ def run_point(model, data, structure: ModelStructure, *, method: str, optimizer:
         notes.append("MLE: the prior terms of " + (", ".join(structure.global_) or "no site") +
                      " are masked out; the objective is the likelihood alone")
     hidden = structure.enumerated + structure.local
-    delta = AutoDelta(poutine.block(target, hide=hidden) if hidden else target)
+    delta = AutoDelta(poutine.block(target, hide=hidden) if hidden else target,
+                      init_loc_fn=hinted_init(AutoDelta))  # a model's suggested start (warm_start.init_to_hint)
     if structure.local:
         guide = AutoGuideList(target)
         guide.append(delta)

@@ -13,6 +13,9 @@ The engines never know a concrete model; they ask this module what kind of sites
 from __future__ import annotations
 
 import contextlib
+import os
+import sysconfig
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -64,6 +67,43 @@ def _reported_input_error(exc: BaseException) -> BaseException | None:
             return exc
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+# installed packages and the standard library: an error raised in there (a distribution refusing a value,
+# a plate of the wrong size) is about the data; one raised in the program's own lines is the program's
+_LIBRARIES = tuple(sorted({os.path.realpath(sysconfig.get_paths()[k]) + os.sep
+                           for k in ("stdlib", "platstdlib", "purelib", "platlib")} |
+                          {os.path.dirname(os.path.realpath(m.__file__)) + os.sep for m in (torch, pyro)}))
+
+
+def _in_library(filename: str) -> bool:
+    return os.path.realpath(filename).startswith(_LIBRARIES)
+
+
+_DATA_ERRORS = (ValueError, RuntimeError, TypeError, IndexError)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def program_failure(exc: BaseException, program: Callable, role: str = "model") -> BaseException | None:
+    """A `ModelError` when `exc` comes from the user's own program code (a ``raise`` or a Python error in
+    the model's lines), ``None`` when it comes from inside torch/Pyro (a distribution refusing a value, a
+    plate of the wrong size: the data's fault). The message names the program, the error and the line."""
+    from .errors import ModelError
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+    if frames and _in_library(frames[-1].filename) and isinstance(exc, _DATA_ERRORS):
+        return None
+    user = [f for f in frames if not _in_library(f.filename)]
+    if not user:
+        return None if isinstance(exc, _DATA_ERRORS) else ModelError(
+            f"{role} {getattr(program, '__name__', '')} raised {type(exc).__name__}: {_first_line(exc)}")
+    where = f" at {os.path.basename(user[-1].filename)}:{user[-1].lineno}"
+    name = getattr(program, "__name__", "") or type(program).__name__
+    return ModelError(f"{role} {name} raised {type(exc).__name__}{where}: {_first_line(exc)}")
 
 
 def at_full_size(fn: Callable) -> Callable:
@@ -146,12 +186,15 @@ def inspect_model(model: Callable, data: dict) -> ModelStructure:
         try:
             trace, full_plates = _trace_at_full_size(model, data)
             break
-        except (ValueError, RuntimeError, TypeError, IndexError) as exc:
+        except Exception as exc:  # noqa: BLE001 (classified below: bad data, or the program's own failure)
             reported = _reported_input_error(exc)
             if reported is not None:  # the model itself named the field and the problem
                 raise reported from None
-            if attempt == PRIOR_DRAWS - 1 or isinstance(exc, (TypeError, IndexError)):
-                raise InputError("data", f"the model cannot run on this data: {exc}") from exc
+            own = program_failure(exc, model, "model")
+            if own is not None and attempt == PRIOR_DRAWS - 1:
+                raise own from exc
+            if own is None and (attempt == PRIOR_DRAWS - 1 or isinstance(exc, (TypeError, IndexError))):
+                raise InputError("data", f"the model cannot run on this data: {_first_line(exc)}") from exc
             # a prior draw can land where the model's own arithmetic fails (a covariance that is not
             # positive definite): draw again before blaming the data, as Pyro's initialisation does
     observed, enumerated, local, global_, determ, non_enum = [], [], [], [], [], []

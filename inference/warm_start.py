@@ -29,6 +29,8 @@ variances also scale the regularisation of the windowed metric estimates (`batch
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -134,6 +136,43 @@ def laplace(value_and_grad: ValueAndGrad, start: torch.Tensor) -> tuple[Laplace 
     cov = 0.5 * (cov + cov.T)
     dtype = start.dtype
     return Laplace(torch.as_tensor(mode, dtype=dtype), torch.as_tensor(cov, dtype=dtype), how), how
+
+
+def init_to_hint(site: dict | None = None, fallback: Callable | None = None):
+    """Pyro init strategy: start a site at the value its model suggests, ``infer={"init": value}`` or a
+    zero-argument callable returning it (computed only when asked), else at `fallback`'s value.
+
+    Why: an optimiser cannot cross the boundary of a constrained support. A mixture's ordered locations
+    started at Pyro's default (every component near the same point) must pass each other to reach the
+    clusters, which the ordering forbids; the optimiser then runs into the boundary, where two components
+    share a first coordinate and the value leaves the support. The model knows a good start (cluster
+    centres of its data, sorted) and offers it; every other site keeps the guide's own default.
+    """
+    if site is None:
+        return functools.partial(init_to_hint, fallback=fallback)
+    hint = site.get("infer", {}).get("init")
+    if hint is not None:
+        value = hint() if callable(hint) else hint
+        value = torch.as_tensor(value, dtype=site["value"].dtype if isinstance(site.get("value"), torch.Tensor)
+                                else torch.get_default_dtype())
+        support = getattr(site["fn"], "support", None)
+        shape = tuple(site["fn"].shape()) if hasattr(site["fn"], "shape") else tuple(value.shape)
+        if tuple(value.shape) == shape and (support is None or bool(support.check(value).all())):
+            value._pyro_custom_init = False
+            return value
+    if fallback is None:
+        from pyro.infer.autoguide.initialization import init_to_median
+
+        fallback = init_to_median
+    return fallback(site)
+
+
+def hinted_init(guide_class: type) -> Callable:
+    """`init_to_hint` falling back on `guide_class`'s own default strategy (AutoNormal's init_to_feasible,
+    AutoDelta's init_to_median ...), so sites without a hint start where they always did."""
+    default = inspect.signature(guide_class.__init__).parameters.get("init_loc_fn")
+    fallback = default.default if default is not None and default.default is not inspect.Parameter.empty else None
+    return init_to_hint(fallback=fallback)
 
 
 def curvature_metric(value_and_grad: ValueAndGrad, z0: torch.Tensor, dense: bool

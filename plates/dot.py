@@ -15,6 +15,7 @@ from __future__ import annotations
 from .plategraph import distribution_text, node_indices, plate_path, plate_rank, symbol
 from .symbols import html_label, number
 
+MARK = "drawn by ppl-suite"  # render() replaces an existing file only when it carries this
 FONT = "DejaVu Serif"
 OBSERVED_FILL = "#bfbfbf"
 GUIDE_COLOUR = "#c0392b"
@@ -118,7 +119,7 @@ def to_dot(pg) -> str:
 
     lines = [f"digraph {_q(pg.name or 'model')} {{"]
     lines.append(f'  graph [rankdir=TB, newrank=true, forcelabels=true, nodesep=0.35, ranksep=0.12, '
-                 f'fontname="{FONT}", fontsize=12];')
+                 f'fontname="{FONT}", fontsize=12, comment="{MARK}"];')
     lines.append(f'  node [fontname="{FONT}", fontsize=14];')
     lines.append("  edge [arrowsize=0.7];")
     cluster_ids: dict[tuple[str, ...], str] = {}

@@ -6,22 +6,28 @@
     ppl render NAME --out FILE [--query "x _|_ theta | z"]
     ppl demo [--out DIR] [--quiet]
 
-Bad input (unknown model or method, a missing or misshaped field, NaN, wrong dtype, an unreadable file)
-ends with exit status 2 and one line naming the problem; nothing is left half-written. A failure during
-inference itself ends with exit status 1 and one line (set PPL_DEBUG=1 for the traceback).
+Bad input (unknown model or method, a missing or misshaped field, NaN, wrong dtype, an unreadable file,
+an --out that is not the suite's to replace) ends with exit status 2 and one line naming the problem;
+nothing is left half-written. A failure during inference itself ends with exit status 1 and one line (set
+PPL_DEBUG=1 for the traceback). SIGINT and SIGTERM stop the run and remove its temporaries (exit 130 and
+143); `--out` is replaced only by a complete run (see `ppl.rundir`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
-from .io import UsageError, atomic_directory, read_data
+from . import interrupts
+from .io import UsageError, read_data
+from .rundir import OutError, RunDirectory, run_directory
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -33,6 +39,7 @@ _FLAGS = {
     "warmup": ("num_warmup", ("nuts", "hmc")),
     "steps": ("num_steps", ("svi", "map", "mle")),
 }
+_FLAG_OF = {option: f"--{flag}" for flag, (option, _) in _FLAGS.items()} | {"seed": "--seed"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,6 +48,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from inference.posterior import POINTWISE_LIMIT
+
     p = _Parser(prog="ppl", description="Probabilistic models as Pyro programs: fit, diagnose, draw.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="list the registered models")
@@ -55,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--samples", type=int)
     f.add_argument("--warmup", type=int)
     f.add_argument("--steps", type=int)
+    f.add_argument("--pointwise", choices=("auto", "yes", "no"), default="auto",
+                   help="write the per-observation log-likelihood and predictive groups (needed by az.loo); "
+                        f"auto: only when draws x observations is at most {POINTWISE_LIMIT:,}")
     f.add_argument("--evidence", nargs="+", metavar="VAR=STATE", help="evidence for a Bayesian network")
     f.add_argument("--network", help="which Bayesian network: a built-in name (see docs/bayes_net.md) or a .bif file")
     f.add_argument("--quiet", action="store_true", help="no progress bars; print only the problems found")
@@ -111,21 +123,50 @@ def _load_data(spec, args: argparse.Namespace) -> dict[str, Any]:
     return data
 
 
-def write_run(spec, data: dict, method: str, seed: int, options: dict, out: Path, progress: bool):
-    """Fit and write the run directory atomically; return (Posterior, summary DataFrame, files, notes)."""
+class RunResult(NamedTuple):
+    """What `write_run` produced: the posterior, its summary table, the run directory and its files."""
+
+    post: Any
+    summary: Any
+    out: Path
+    files: list[str]
+    notes: list[str]
+
+
+def write_run(spec, data: dict, method: str, seed: int, options: dict, out: Path, progress: bool,
+              provenance: dict | None = None, extra: Callable[[Any, Path], None] | None = None) -> RunResult:
+    """Fit and write the run directory `out` whole (`ppl.rundir`); `out` is checked before the fit starts.
+
+    `extra(post, folder)` may add files of its own (the demo's figures) before the directory is committed.
+    """
     from inference import fit
 
-    with atomic_directory(out) as tmp:
+    manifest = {"command": "fit", "model": spec.name, "method": method, "seed": seed, "options": options,
+                **(provenance or {})}
+    with run_directory(out, manifest) as run:
+        tmp = run.path
         post = fit(spec, data=data, method=method, seed=seed, progress=progress, **options)
+        interrupts.checkpoint()
         if getattr(spec, "relabel", None) is not None:
             relabel(post, spec)
-        idata = post.to_arviz()
-        idata.to_netcdf(str(tmp / "posterior.nc"))
+        post.to_netcdf(tmp / "posterior.nc")
         summary = post.summary(round_to="none")  # full precision in files; the printed table rounds
         summary.to_csv(tmp / "summary.csv")
+        interrupts.checkpoint()
         notes = _draw(spec, data, tmp / "model.svg")
-        files = sorted(p.name for p in tmp.iterdir())
-    return post, summary, files, notes
+        if extra is not None:
+            extra(post, tmp)
+        files = sorted(p.name for p in tmp.iterdir() if not p.name.startswith("."))
+    notes += _moved(run)
+    interrupts.checkpoint()  # a signal held back while the run was put in place: stop here, say it is complete
+    return RunResult(post, summary, run.final, sorted({*files, "run.json"}), notes)
+
+
+def _moved(run: RunDirectory) -> list[str]:
+    if run.moved_because is None:
+        return []
+    return [f"{run.moved_because} while this run worked, so it was left alone; the run was written to "
+            f"{str(run.final)!r} instead"]
 
 
 def relabel(post, spec) -> None:
@@ -171,24 +212,29 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if method not in spec.engines:
         raise UsageError(f"method {method!r} does not apply to model {spec.name!r}; it supports {', '.join(spec.engines)}")
     options = _fit_options(args, method)
+    options["pointwise"] = {"auto": "auto", "yes": True, "no": False}[args.pointwise]
     data = _load_data(spec, args)
     out = Path(args.out or f"runs/{spec.name}-{method}")
     progress = not (args.quiet or args.json)
-    post, summary, files, notes = write_run(spec, data, method, args.seed, options, out, progress)
+    provenance = {"data": str(Path(args.data).resolve()) if args.data else "the model's embedded default data"}
+    post, summary, final, files, notes = write_run(spec, data, method, args.seed, options, out, progress, provenance)
+    shown = out if final == out.resolve() else final
     problems = post.problems()
     if args.json:
         table = json.loads(summary.to_json(orient="index"))
-        print(json.dumps({"model": spec.name, "method": method, "seed": args.seed, "out": str(out),
+        print(json.dumps({"model": spec.name, "method": method, "seed": args.seed, "out": str(shown),
                           "files": files, "summary": table, "problems": problems,
                           "notes": post.notes + notes}, indent=2))
     elif args.quiet:
         for line in problems:
             print(f"WARNING: {line}")
+        if shown != out:
+            print(f"note: {out} could no longer be replaced; wrote {shown}")
     else:
         print(post.report())
         for note in notes:
             print(f"note: {note}")
-        print(f"\nwrote {out}/: {', '.join(files)}")
+        print(f"\nwrote {shown}/: {', '.join(files)}")
     return 0
 
 
@@ -198,22 +244,15 @@ def cmd_render(args: argparse.Namespace) -> int:
     spec = _spec(args.name)
     out = Path(args.out)
     graph = plates.graph(spec, spec.default_data(seed=0))
-    if args.query:
+    if args.query is not None:
+        if not args.query.strip():
+            raise UsageError("--query: is empty; write it as \"x _|_ theta | z\"")
         xs, ys, zs = plates.parse_query(args.query)
         answer = graph.d_separated(xs, ys, zs)
         given = f" | {', '.join(zs)}" if zs else ""
         print(f"{', '.join(xs)} _|_ {', '.join(ys)}{given}: {'true' if answer else 'false'} "
               f"({'d-separated' if answer else 'd-connected'})")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.stem}.{os.getpid()}.tmp{out.suffix}"
-    try:
-        result = graph.render(tmp)
-        written = Path(result) if isinstance(result, (str, os.PathLike)) else tmp
-        final = out if written.suffix == out.suffix else out.with_suffix(written.suffix)
-        os.replace(written, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    final = Path(graph.render(out))  # written through a temporary sibling and a rename
     if final != out:
         print(f"Graphviz 'dot' not found: wrote the DOT source to {final} (install graphviz for {out.suffix})")
     else:
@@ -228,16 +267,58 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return its exit status.
+
+    As the program itself (``argv`` None) the process leaves with `os._exit` once the command is over and
+    its output flushed: an interrupt that landed inside a C extension's import marks the interpreter so
+    that its shutdown re-raises SIGINT, which would replace the command's own exit status with -2.
+    """
+    code = _main(argv)
+    if argv is None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    try:
+        with interrupts.handle_signals(restore=argv is not None):
+            try:
+                with interrupts.held():  # torch and Pyro: an interrupt inside their import can abort Python
+                    _import_engines()
+                interrupts.checkpoint()
+                return _run(argv)
+            except KeyboardInterrupt:
+                signum = interrupts.pending_signal() or signal.SIGINT
+                done = interrupts.completed_run()
+                outcome = f"the run was already complete in {done}" if done else "nothing was replaced"
+                print(f"ppl: interrupted ({signal.Signals(signum).name}); {outcome}", file=sys.stderr)
+                return interrupts.EXIT_STATUS.get(signum, 130)
+            finally:
+                if argv is None:
+                    interrupts.hold_until_exit()
+    except KeyboardInterrupt:  # a second signal while the first was being reported
+        return 130
+
+
+def _import_engines() -> None:
+    import inference  # noqa: F401  (torch, Pyro, ArviZ)
+    import plates  # noqa: F401
+    import ppl_models  # noqa: F401
+
+
+def _run(argv: Sequence[str] | None) -> int:
     debug = bool(os.environ.get("PPL_DEBUG"))
     try:
         args = _parser().parse_args(argv)
         with warnings.catch_warnings():
             if not debug:
                 warnings.simplefilter("ignore")
-            return {"list": cmd_list, "fit": cmd_fit, "render": cmd_render, "demo": cmd_demo}[args.command](args)
-    except KeyboardInterrupt:
-        print("ppl: interrupted", file=sys.stderr)
-        return 130
+            code = {"list": cmd_list, "fit": cmd_fit, "render": cmd_render, "demo": cmd_demo}[args.command](args)
+        interrupts.checkpoint()  # a signal recorded while the run was put in place
+        return code
     except Exception as exc:  # one line, never a traceback (unless PPL_DEBUG is set)
         from inference import InputError
         from plates import PlateError
@@ -245,8 +326,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if debug:
             raise
-        if isinstance(exc, (UsageError, DataError, InputError, PlateError)):
-            print(f"ppl: error: {exc}", file=sys.stderr)
+        if isinstance(exc, (UsageError, OutError, DataError, InputError, PlateError)):
+            flag = _FLAG_OF.get(getattr(exc, "field", None))
+            name = flag if flag is None or flag[2:] == exc.field else f"{flag} ({exc.field})"
+            text = f"{name}: {exc.problem}" if flag else str(exc)
+            print(f"ppl: error: {text}", file=sys.stderr)
             return EXIT_USAGE
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         print(f"ppl: failed: {type(exc).__name__}: {message}", file=sys.stderr)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from inference.fast_mcmc import one_thread
 
-from .io import atomic_directory
+from .rundir import run_directory
 from .report import ModelReport, describe_data, inline_svg, page
 
 QUICK: dict[str, dict[str, Any]] = {
@@ -119,18 +119,22 @@ def fit_one(name: str, out: Path, progress: bool = False) -> ModelReport:
     try:
         data = spec.default_data(seed=0)
         report.data = describe_data(data)
-        folder = out / name
-        post, summary, files, notes = write_run(spec, data, method, 0, demo_options(spec, method), folder, progress)
+        states = _states(spec, data)
+
+        def figures(post: Any, folder: Path) -> None:  # inside the run directory, before it is committed
+            svg = folder / "model.svg"
+            if svg.exists():
+                report.svg = inline_svg(svg.read_text(encoding="utf-8"), prefix=name)
+            else:
+                report.diagram_note = "diagram not drawn (Graphviz 'dot' is missing): model.dot holds its source"
+            _factorization(spec, data, folder, report)
+            _figure(post, folder, report, states)
+
+        post, summary, folder, files, notes = write_run(spec, data, method, 0, demo_options(spec, method),
+                                                        out / name, progress, extra=figures)
         report.summary = summary
         report.problems = post.problems()
-        report.notes = list(post.notes) + list(notes)
-        svg = folder / "model.svg"
-        if svg.exists():
-            report.svg = inline_svg(svg.read_text(encoding="utf-8"), prefix=name)
-        else:
-            report.diagram_note = "diagram not drawn (Graphviz 'dot' is missing): model.dot holds its source"
-        _factorization(spec, data, folder, report)
-        _figure(post, folder, report, _states(spec, data))
+        report.notes = list(post.notes) + list(notes) + report.notes  # the figures' notes last
         try:
             report.check = run_check(name, post, data)
         except Exception as exc:  # an oracle that cannot run is a failed check, said in words
@@ -154,7 +158,8 @@ def run_demo(out: Path, progress: bool = True, names: list[str] | None = None) -
     names = list(names) if names is not None else ppl_models.names()
     reports = []
     start = time.perf_counter()
-    with one_thread(), atomic_directory(out) as tmp:
+    with one_thread(), run_directory(out, {"command": "demo", "models": names}) as run:
+        tmp = run.path
         bar = tqdm(names, desc="demo", disable=not progress)
         for name in bar:
             bar.set_postfix_str(name)
@@ -167,6 +172,6 @@ def run_demo(out: Path, progress: bool = True, names: list[str] | None = None) -
         print(f"{r.name:<{width}}  {r.method:<6}  {r.seconds:5.1f} s  {status:<11}  {r.oracle}")
         if r.check is not None and not r.check.passed:
             print(f"  oracle check failed: {r.check.text}")
-    print(f"wrote {out}/index.html")
+    print(f"wrote {run.final}/index.html")
     return 1 if any(r.error or r.oracle == "failed" for r in reports) else 0
 

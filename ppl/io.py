@@ -6,21 +6,19 @@ Data files (`ppl fit NAME --data FILE`):
 - ``.csv``: one column per 1-D field with the field's name as header; a 2-D field ``X`` takes the columns
   ``X.0, X.1, ...`` (or ``X[0], X[1], ...``), in order.
 
-Run directories are written into a temporary sibling first and renamed into place only when complete,
-so an error never leaves a half-written directory behind.
+Any problem with a file (missing, unreadable, truncated, of another format than its suffix says, nested too
+deep) is a `UsageError`: one line naming the file, exit status 2. Run directories are `ppl.rundir`'s job.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
 import re
-import shutil
-import tempfile
+import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -39,28 +37,38 @@ def read_data(path: str | os.PathLike) -> dict[str, Any]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".json":
-            with open(path, encoding="utf-8") as fh:
+            with open(path, encoding="utf-8-sig") as fh:
                 data = json.load(fh)
             if not isinstance(data, dict):
                 raise UsageError(f"data file {str(path)!r}: expected a JSON object of field -> value")
             return data
         if suffix == ".npz":
+            if not zipfile.is_zipfile(path):
+                raise UsageError(f"data file {str(path)!r} is not an .npz archive (truncated, or another format "
+                                 "under that name)")
             with np.load(path, allow_pickle=False) as npz:
                 return {k: (npz[k].item() if npz[k].ndim == 0 else npz[k]) for k in npz.files}
         if suffix == ".csv":
             return _read_csv(path)
     except UsageError:
         raise
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read data file {str(path)!r}: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"data file {str(path)!r} is nested too deeply to be data") from None
+    except (OSError, ValueError, UnicodeDecodeError, zipfile.BadZipFile, EOFError) as exc:
+        raise UsageError(f"cannot read data file {str(path)!r}: {_first_line(exc)}") from None
     raise UsageError(f"data file {str(path)!r}: unsupported format {suffix or '(none)'}; use .json, .csv or .npz")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 _COLUMN = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\.(?P<a>\d+)|\[(?P<b>\d+)\])$")
 
 
 def _read_csv(path: Path) -> dict[str, Any]:
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: a spreadsheet's byte-order mark
         rows = list(csv.reader(fh))
     if not rows:
         raise UsageError(f"data file {str(path)!r} is empty")
@@ -94,41 +102,3 @@ def _read_csv(path: Path) -> dict[str, Any]:
             raise UsageError(f"{name}: columns {name}.0 .. {name}.{len(parts) - 1} must all be present")
         data[name] = np.stack([np.asarray(parts[k]) for k in range(len(parts))], axis=1)
     return data
-
-
-@contextlib.contextmanager
-def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary directory; on success it replaces `target`, on error it is removed.
-
-    An existing `target` is swapped out only after the new directory is complete.
-    """
-    target = Path(target).resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.{os.getpid()}.old"
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a text file through a temporary sibling and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

@@ -23,6 +23,52 @@ import torch
 KINDS = ("binary", "real", "unit", "positive", "category", "count", "object")
 
 
+def _show(value: Any) -> str:
+    """A value for a message: plain numbers (never a NumPy repr such as ``np.float64(0.5)``), quoted text,
+    else the type's name (a whole array pasted into one line helps nobody)."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):g}"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else repr(value[:37] + "...")
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return _show(value.item())
+    return f"a {type(value).__name__}"
+
+
+def float_limits(dtype: torch.dtype | None = None) -> tuple[str, float, float]:
+    """(name, largest finite value, largest value whose square is finite) of a torch float dtype (default:
+    the working dtype, `torch.get_default_dtype()`). A density's arithmetic squares its inputs (a Normal's
+    (y - mu)^2, X^T X), so data beyond the second bound makes every density infinite."""
+    dtype = dtype or torch.get_default_dtype()
+    info = torch.finfo(dtype)
+    return str(dtype).replace("torch.", ""), float(info.max), math.sqrt(float(info.max))
+
+
+def range_problem(array: np.ndarray, dtype: torch.dtype | None = None) -> str | None:
+    """Why finite numbers in `array` cannot be used in `dtype` arithmetic, or ``None`` if they can."""
+    if array.size == 0 or array.dtype.kind not in "biuf":
+        return None
+    name, largest, usable = float_limits(dtype)
+    if array.dtype.kind in "biu" and array.dtype.itemsize <= 4:
+        return None  # below 2**31: always within range (float32 arithmetic is good to about 1.8e19)
+    magnitude = np.abs(array.astype(np.float64, copy=False))
+    finite = magnitude[np.isfinite(magnitude)] if array.dtype.kind == "f" else magnitude
+    if finite.size == 0 or float(finite.max()) <= usable:
+        return None
+    for bound, why in ((largest, f"is beyond {name}'s range (largest {largest:g})"),
+                       (usable, f"is too large for {name} arithmetic: its square overflows (largest usable "
+                                f"{usable:.3g})")):
+        bad = magnitude > bound
+        if bad.any():
+            index = _first_bad(bad)
+            return f"{float(array[bad][0]):g} at index {index} {why}"
+    return None
+
+
 class DataError(ValueError):
     """Bad model input. `field` names the offending field, `problem` says what is wrong with it."""
 
@@ -95,10 +141,10 @@ class Option:
         if kind == "bool":
             if isinstance(value, (bool, np.bool_)):
                 return bool(value)
-            raise DataError(name, f"must be true or false, got {value!r}")
+            raise DataError(name, f"must be true or false, got {_show(value)}")
         if kind == "str":
             if not isinstance(value, str):
-                raise DataError(name, f"must be a string, got {value!r}")
+                raise DataError(name, f"must be a string, got {_show(value)}")
             if self.choices and value not in self.choices:
                 raise DataError(name, f"must be one of {', '.join(map(str, self.choices))}; got {value!r}")
             return value
@@ -108,19 +154,22 @@ class Option:
         if isinstance(value, np.generic):
             value = value.item()
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise DataError(name, f"must be a number, got {value!r}")
+            raise DataError(name, f"must be a number, got {_show(value)}")
         if kind == "int":
             if float(value) != int(value):
-                raise DataError(name, f"must be a whole number, got {value!r}")
+                raise DataError(name, f"must be a whole number, got {_show(value)}")
             value = int(value)
         else:
             value = float(value)
         if math.isnan(value) or math.isinf(value):
-            raise DataError(name, f"must be finite, got {value!r}")
+            raise DataError(name, f"must be finite, got {_show(value)}")
+        problem = range_problem(np.asarray([value]))
+        if problem:  # alpha = 1e308 would become inf (or overflow the density) once a tensor
+            raise DataError(name, problem.replace(" at index 0", ""))
         if self.low is not None and value < self.low:
-            raise DataError(name, f"must be at least {self.low}, got {value!r}")
+            raise DataError(name, f"must be at least {self.low:g}, got {_show(value)}")
         if self.high is not None and value > self.high:
-            raise DataError(name, f"must be at most {self.high}, got {value!r}")
+            raise DataError(name, f"must be at most {self.high:g}, got {_show(value)}")
         return value
 
 
@@ -145,20 +194,28 @@ def _first_bad(mask: np.ndarray) -> str:
     return str(tuple(int(i) for i in index)) if len(index) > 1 else str(int(index[0]))
 
 
-def _convert(field: Field, value: Any) -> torch.Tensor:
-    array = _as_array(field, value)
+def _check_numbers(name: str, array: np.ndarray, dtype: torch.dtype | None = None) -> None:
+    """NaN, infinities and finite values too large for `dtype` arithmetic: one `DataError` naming the first."""
     if array.dtype.kind == "f":
         nan = np.isnan(array)
         if nan.any():
-            raise DataError(field.name, f"contains NaN (first at index {_first_bad(nan)})")
+            raise DataError(name, f"contains NaN (first at index {_first_bad(nan)})")
         inf = np.isinf(array)
         if inf.any():
-            raise DataError(field.name, f"contains an infinite value (first at index {_first_bad(inf)})")
+            raise DataError(name, f"contains an infinite value (first at index {_first_bad(inf)})")
+    problem = range_problem(array, dtype)
+    if problem:
+        raise DataError(name, problem + "; rescale the data")
+
+
+def _convert(field: Field, value: Any) -> torch.Tensor:
+    array = _as_array(field, value)
+    _check_numbers(field.name, array)
     kind = field.kind
     if kind in ("binary", "category", "count"):
         if array.dtype.kind == "f" and np.any(array != np.round(array)):
             bad = array != np.round(array)
-            raise DataError(field.name, f"must hold whole numbers; index {_first_bad(bad)} is {array[bad][0]!r}")
+            raise DataError(field.name, f"must hold whole numbers; index {_first_bad(bad)} is {array[bad][0]:g}")
     if kind == "binary":
         bad = (array != 0) & (array != 1)
         if bad.any():
@@ -237,8 +294,12 @@ def plain_data(fn: Callable, data: Mapping[str, Any]) -> dict:
     """Keyword arguments for an unregistered model callable, which has no declared fields.
 
     Lists and arrays become float tensors (observations of Bernoulli, Normal, Poisson... are floats, and
-    Categorical casts for itself); tensors and everything else pass as they are, so an index array meant
-    for indexing is passed as a long tensor. A key the callable does not take is an error.
+    Categorical casts for itself); tensors pass with their dtype, so an index array meant for indexing stays
+    a long tensor (`fit` casts an integer tensor to float where a site observes it and its distribution
+    needs floats). A tensor that requires grad is detached: data are constants. Numbers in arrays and
+    tensors are checked as declared fields' are: NaN, infinities and values too large for the working
+    float dtype are a `DataError` naming the field and the first index. A key the callable does not take
+    is an error.
     """
     import inspect
 
@@ -253,8 +314,15 @@ def plain_data(fn: Callable, data: Mapping[str, Any]) -> dict:
     for key, value in data.items():
         if not takes_any and key not in params:
             raise DataError(str(key), f"is not an argument of {getattr(fn, '__name__', 'the model')}")
-        if isinstance(value, (list, tuple, np.ndarray)):
+        if isinstance(value, torch.Tensor):
+            value = value.detach()
+            if value.is_floating_point():  # checked in its own dtype, which the model will compute in
+                _check_numbers(str(key), value.to(torch.float64).cpu().numpy(), value.dtype)
+        elif isinstance(value, (list, tuple, np.ndarray)):
             array = _as_array(Field(str(key), "real"), value)
+            _check_numbers(str(key), array)
             value = torch.as_tensor(array.astype(np.float64)).to(torch.get_default_dtype())
+        elif isinstance(value, (float, np.floating)):  # a scalar option: NaN or inf would be silent
+            _check_numbers(str(key), np.asarray([value], dtype=np.float64))
         out[key] = value
     return out

@@ -35,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -147,11 +148,13 @@ def gmm(x: torch.Tensor | None = None, K: int = 2, concentration: float = 1.0, l
     """Gaussian mixture. `x` is (N,) or (N, D); `None` samples N points (D = 1 gives shape (N,))."""
     num_points = x.shape[0] if x is not None else N
     dim = (x.shape[1] if x.dim() == 2 else None) if x is not None else (D if D > 1 else None)
-    weights = pyro.sample("weights", dist.Dirichlet(concentration * torch.ones(K)))
-    locs = pyro.sample("locs", OrderedNormal(loc_mean, loc_sd, K, dim))
+    # each global site carries a suggested start for optimisers (MAP, MLE, SVI): see `starting_point`
+    weights = pyro.sample("weights", dist.Dirichlet(concentration * torch.ones(K)), infer=_start(x, K, "weights"))
+    locs = pyro.sample("locs", OrderedNormal(loc_mean, loc_sd, K, dim), infer=_start(x, K, "locs"))
     with pyro.plate("K", K):
         scale_prior = dist.HalfNormal(scale_sd * torch.ones(()))
-        scales = pyro.sample("scales", scale_prior if dim is None else scale_prior.expand([dim]).to_event(1))
+        scales = pyro.sample("scales", scale_prior if dim is None else scale_prior.expand([dim]).to_event(1),
+                             infer=_start(x, K, "scales"))
     with pyro.plate("N", num_points):
         z = pyro.sample("z", dist.Categorical(weights))
         if dim is None:
@@ -160,6 +163,68 @@ def gmm(x: torch.Tensor | None = None, K: int = 2, concentration: float = 1.0, l
         else:
             pyro.sample("x", dist.Normal(Vindex(locs)[..., z, :], Vindex(scales.unsqueeze(-3))[..., z, :])
                         .to_event(1), obs=x)
+
+
+_KMEANS_CACHE: dict = {}
+
+
+def starting_point(x: torch.Tensor, K: int, iterations: int = 25) -> dict[str, torch.Tensor]:
+    """A start for optimisers from the data: k-means (k-means++ seeding from a fixed seed, then Lloyd
+    steps) gives ``locs`` (the centres sorted by the first coordinate, first coordinates made strictly
+    increasing: inside the ordered prior's support), ``scales`` (each cluster's sd per coordinate) and
+    ``weights`` (cluster proportions, smoothed). Shapes as the model's sites: (K,) or (K, D).
+
+    Why: the locations are ordered, and an optimiser cannot move one component past another. From Pyro's
+    default start (every component near 0) MAP on 2-D data pushed two components against each other
+    until their first coordinates were equal, outside the support (a raw ValueError), or stopped at a wrong
+    mode. Started at the data's clusters, no component needs to pass another, and L-BFGS's first steps are
+    small (started at good locations but default scales, its first line search overshot a scale to 0).
+    """
+    cached = _KMEANS_CACHE.get("last")
+    if cached is not None and cached[0] is x and cached[1] == K:  # (the cache holds x: its id stays unique)
+        return cached[2]
+    data = torch.as_tensor(x).detach()
+    arr = data.double().reshape(data.shape[0], -1).numpy()
+    n = arr.shape[0]
+    rng = np.random.default_rng(0)
+    centres = [arr[rng.integers(n)]]
+    for _ in range(1, K):  # k-means++: each next centre with probability proportional to squared distance
+        d2 = np.min([((arr - c) ** 2).sum(-1) for c in centres], axis=0)
+        total = d2.sum()
+        centres.append(arr[rng.choice(n, p=d2 / total)] if total > 0 else arr[rng.integers(n)])
+    centres = np.array(centres)
+    for _ in range(iterations):
+        label = ((arr[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+        for k in range(K):
+            if (label == k).any():
+                centres[k] = arr[label == k].mean(0)
+    order = np.argsort(centres[:, 0], kind="stable")
+    label = np.argsort(order)[((arr[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)]
+    centres = centres[order]
+    overall = arr.std(0) if n > 1 else np.ones(arr.shape[1])
+    overall = np.where(overall > 0, overall, 1.0)
+    for k in range(1, K):  # strictly increasing first coordinates (identical centres, fewer points than K)
+        centres[k, 0] = max(centres[k, 0], centres[k - 1, 0] + 1e-3 * overall[0])
+    scales = np.array([arr[label == k].std(0) if (label == k).sum() > 1 else overall for k in range(K)])
+    scales = np.maximum(scales, 1e-2 * overall)
+    counts = np.bincount(label, minlength=K)
+    weights = (counts + 1.0) / (n + K)
+    dtype = torch.get_default_dtype()
+    one_d = data.dim() == 1
+    out = {"locs": torch.as_tensor(centres[:, 0] if one_d else centres, dtype=dtype),
+           "scales": torch.as_tensor(scales[:, 0] if one_d else scales, dtype=dtype),
+           "weights": torch.as_tensor(weights, dtype=dtype)}
+    _KMEANS_CACHE["last"] = (x, K, out)
+    return out
+
+
+def _start(x: torch.Tensor | None, K: int, site: str) -> dict:
+    """The ``infer`` entry suggesting `site`'s start (computed only when an optimiser asks for it)."""
+    return {"init": functools.partial(_start_value, x, K, site)} if x is not None else {}
+
+
+def _start_value(x: torch.Tensor, K: int, site: str) -> torch.Tensor:
+    return starting_point(x, K)[site]
 
 
 def responsibilities(x, weights, locs, scales) -> np.ndarray:

@@ -110,10 +110,10 @@ def test_missing_data_file(tmp_path, capsys):
     assert code == 2 and "does not exist" in err and not (tmp_path / "r").exists()
 
 
-def test_failed_run_leaves_an_existing_directory_untouched(tmp_path, capsys, monkeypatch):
+def test_failed_run_leaves_an_existing_run_untouched(tmp_path, capsys, monkeypatch):
     out_dir = tmp_path / "run"
-    out_dir.mkdir()
-    (out_dir / "keep.txt").write_text("previous run")
+    assert main(["fit", "coin", "--method", "map", "--out", str(out_dir), "--quiet"]) == 0
+    before = {p.name: p.read_bytes() for p in out_dir.iterdir()}
 
     def boom(*args, **kwargs):
         raise FloatingPointError("the loss became nan")
@@ -121,7 +121,7 @@ def test_failed_run_leaves_an_existing_directory_untouched(tmp_path, capsys, mon
     monkeypatch.setattr("inference.fit", boom)
     code, _, err = run(["fit", "coin", "--method", "map", "--out", str(out_dir)], capsys)
     assert code == 1 and "the loss became nan" in err and len(err.strip().splitlines()) == 1
-    assert [p.name for p in out_dir.iterdir()] == ["keep.txt"]
+    assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
 
 

@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import importlib.util
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -44,6 +45,7 @@ from .bif import parse_bif, read_bif, to_bif
 from .network import BayesNet
 from .queries import METHODS as QUERY_METHODS
 from .queries import Marginals, check_enumerable
+from .queries import _describe as describe_evidence
 
 NETWORK_DIR = Path(__file__).parent / "networks"
 BUILTIN = ("disease_test", "sprinkler", "student", "asia", "alarm")
@@ -161,10 +163,20 @@ def default_data(seed: int = 0) -> dict:
     return {"evidence": {"wet_grass": "yes"}, "network": DEFAULT_NETWORK}
 
 
+def check_possible(net: BayesNet, evidence: Mapping[str, str]) -> None:
+    """`DataError` (field ``evidence``) when the evidence has probability zero under the network: every
+    engine would otherwise normalise 0/0 into an invented posterior. The same words as `BayesNet.query`."""
+    if evidence and not math.isfinite(net.evidence_probability(evidence, log=True)):
+        raise DataError("evidence", f"{describe_evidence(evidence)} has probability zero under network "
+                        f"{net.name!r}")
+
+
 def _evidence_check(net: BayesNet):
     def check(evidence: Any) -> str | None:
         try:
-            check_enumerable(net, net.check_evidence(evidence), reserved=1)
+            checked = net.check_evidence(evidence)
+            check_enumerable(net, checked, reserved=1)
+            check_possible(net, checked)
         except DataError as exc:
             return exc.problem
         return None
@@ -181,6 +193,7 @@ class BayesNetSpec(ModelSpec):
         net = load(out["network"])
         out["evidence"] = net.check_evidence(out.get("evidence"))
         check_enumerable(net, out["evidence"], reserved=1)  # the engines' plate of draws takes one dimension
+        check_possible(net, out["evidence"])
         return out
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -61,9 +62,13 @@ def _split_states(raw: str) -> list[str]:
 
 def _numbers(raw: str, where: str) -> list[float]:
     try:
-        return [float(x) for x in re.split(r"[\s,]+", raw.strip()) if x]
+        values = [float(x) for x in re.split(r"[\s,]+", raw.strip()) if x]
     except ValueError:
         raise DataError(where, f"CPT entry is not a number in {raw.strip()!r}") from None
+    bad = [v for v in values if not np.isfinite(v)]
+    if bad:  # 'nan' and 'inf' parse as floats; a probability must be a finite number
+        raise DataError(where, f"CPT entry {bad[0]:g} is not a finite number in {raw.strip()[:60]!r}")
+    return values
 
 
 def parse_bif(text: str, name: str | None = None) -> BayesNet:
@@ -77,10 +82,14 @@ def parse_bif(text: str, name: str | None = None) -> BayesNet:
         if keyword == "network":
             network_name = network_name or header or None
         elif keyword == "variable":
+            if not header:
+                raise DataError("bif", "a variable block has no name ('variable NAME { ... }')")
             match = _TYPE.search(body)
             if not match:
                 raise DataError(header, "variable block has no 'type discrete [ n ] { states };' line")
             values = _split_states(match.group(2))
+            if not values:
+                raise DataError(header, "declares no states; a variable needs at least one")
             if len(values) != int(match.group(1)):
                 raise DataError(header, f"declares {match.group(1)} states but lists {len(values)}: "
                                 f"{', '.join(values)}")
@@ -92,9 +101,13 @@ def parse_bif(text: str, name: str | None = None) -> BayesNet:
             if not (head.startswith("(") and head.endswith(")")):
                 raise DataError("bif", f"malformed probability header {header!r}")
             head = head[1:-1]
+            if not head.replace("|", "").replace(",", "").strip():
+                raise DataError("bif", f"probability block {header!r} names no variable")
             if "|" in head:
                 child, rest = head.split("|", 1)
                 child, ps = child.strip(), [p.strip() for p in rest.split(",") if p.strip()]
+                if not child:
+                    raise DataError("bif", f"probability block {header!r} names no variable before '|'")
             else:
                 words = head.replace(",", " ").split()
                 child, ps = words[0], words[1:]
@@ -108,6 +121,9 @@ def parse_bif(text: str, name: str | None = None) -> BayesNet:
         for p in parents[var]:
             if p not in states:
                 raise DataError(var, f"parent {p!r} is not a declared variable")
+    if not states:
+        raise DataError("bif", "no variable declarations found ('variable NAME { type discrete [ n ] { ... }; }'): "
+                        "the network is empty or not BIF")
     missing = [v for v in states if v not in parents]
     if missing:
         raise DataError(missing[0], "has no probability block (no CPT)")
@@ -140,6 +156,8 @@ def _cpt(var: str, ps: list[str], states: dict[str, list[str]], body: str) -> np
             if close < 0:
                 raise DataError(var, f"malformed CPT row {statement!r}")
             config = _split_states(statement[1:close])
+            if not ps:
+                raise DataError(var, f"has no parents: its CPT is one 'table' line, not a row ({', '.join(config)})")
             if len(config) != len(ps):
                 raise DataError(var, f"CPT row ({', '.join(config)}) names {len(config)} parent states, "
                                 f"expected {len(ps)} ({', '.join(ps)})")
@@ -168,14 +186,23 @@ def read_bif(source: str | Path, name: str | None = None) -> BayesNet:
         path = Path(source)
         if not path.is_file():
             raise DataError("network", f"no such BIF file: {path}")
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+        try:
+            raw = path.read_bytes()
+            if raw[:2] == b"\x1f\x8b":
+                raw = gzip.decompress(raw)
+        except OSError as exc:  # unreadable, or a corrupt .gz (gzip.BadGzipFile is an OSError)
+            raise DataError("network", f"{path}: cannot be read ({exc.strerror or exc})") from None
+        except (EOFError, zlib.error):
+            raise DataError("network", f"{path}: is a truncated or corrupt gzip file") from None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             text = raw.decode("latin-1")
-        return parse_bif(text, name or path.name.split(".")[0])
+        try:
+            return parse_bif(text, name or path.name.split(".")[0])
+        except DataError as exc:  # say which file: the message names the file, the variable and the problem
+            where = "" if exc.field in ("bif", "network") else f"variable {exc.field!r}: "
+            raise DataError("network", f"{path}: {where}{exc.problem}") from None
     return parse_bif(source, name)
 
 

@@ -1,0 +1,322 @@
+"""`--out` never loses a user's file: refusals, clean-up on every exit path, races and signals.
+
+The fault-injection tests at the end start real `ppl fit` processes and stop them with SIGINT, SIGTERM or
+SIGKILL at random moments, and race several writers into one directory; afterwards no temporary is left
+(SIGKILL's is removed by the next run), no user file is lost, and `--out` holds one complete run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import weakref
+from pathlib import Path
+
+import pytest
+
+from ppl.cli import main
+
+MANIFEST = "run.json"  # ppl.rundir.MANIFEST; the tests import ppl.rundir where they use it, so that the
+                       # command-line tests also run (and fail) on a version without it
+
+MAP = ["--method", "map", "--quiet"]
+
+
+def user_files(folder: Path) -> dict[str, str]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def stray(folder: Path) -> list[str]:
+    """The suite's temporaries directly in `folder` (and in a run directory inside it)."""
+    inner = [p for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") for p in d.iterdir()]
+    return sorted(p.name for p in [*folder.iterdir(), *inner] if ".ppl-" in p.name)
+
+
+def is_complete_run(folder: Path) -> bool:
+    """A run directory as the suite writes it: a manifest naming exactly the files present, data readable."""
+    manifest = json.loads((folder / MANIFEST).read_text())
+    present = {p.name for p in folder.iterdir()} - {MANIFEST}
+    return manifest["written_by"] == "ppl" and set(manifest["files"]) == present and "posterior.nc" in present
+
+
+# ---------------------------------------------------------------- refusals (defect 1)
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    (tmp_path / "coin.json").write_text('{"flips": [1, 0, 1, 1]}')
+    (tmp_path / "notes.txt").write_text("my thesis")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("out, reason", [
+    (".", "is the current directory"),
+    ("..", "is a parent of the current directory"),
+    ("/", "is the root of the file system"),
+    ("notes.txt", "exists and is not a directory"),
+])
+def test_out_refuses_places_the_suite_did_not_write(workdir, capsys, out, reason):
+    before = user_files(workdir)
+    code = main(["fit", "coin", "--data", "coin.json", "--out", out, *MAP])
+    err = capsys.readouterr().err
+    assert code == 2 and reason in err and len(err.strip().splitlines()) == 1
+    assert user_files(workdir) == before
+    assert stray(workdir) == [] and stray(workdir.parent) == []
+
+
+def test_out_refuses_the_home_directory(workdir, capsys, monkeypatch):
+    home = workdir / "home"
+    home.mkdir()
+    (home / ".bashrc").write_text("alias ll='ls -l'")
+    monkeypatch.setenv("HOME", str(home))
+    assert main(["fit", "coin", "--data", "coin.json", "--out", "~", *MAP]) == 2
+    assert "is a home directory" in capsys.readouterr().err
+    assert (home / ".bashrc").read_text() == "alias ll='ls -l'"
+
+
+def test_out_refuses_a_directory_of_other_files_and_a_run_with_a_file_added(workdir, capsys):
+    mine = workdir / "mine"
+    mine.mkdir()
+    (mine / "data.csv").write_text("x\n1\n")
+    assert main(["fit", "coin", "--data", "coin.json", "--out", "mine", *MAP]) == 2
+    assert "did not write" in capsys.readouterr().err and (mine / "data.csv").exists()
+
+    assert main(["fit", "coin", "--data", "coin.json", "--out", "run", *MAP]) == 0
+    assert is_complete_run(workdir / "run")
+    assert main(["fit", "coin", "--data", "coin.json", "--out", "run", *MAP]) == 0  # its own run: replaced
+    (workdir / "run" / "analysis.py").write_text("print(1)")
+    capsys.readouterr()
+    assert main(["fit", "coin", "--data", "coin.json", "--out", "run", *MAP]) == 2
+    assert "holds files the suite did not write (analysis.py)" in capsys.readouterr().err
+    assert (workdir / "run" / "analysis.py").read_text() == "print(1)"
+
+
+def test_an_empty_directory_may_be_used(workdir):
+    (workdir / "empty").mkdir()
+    assert main(["fit", "coin", "--data", "coin.json", "--out", "empty", *MAP]) == 0
+    assert is_complete_run(workdir / "empty")
+
+
+def test_run_directories_take_the_umask_and_a_failed_run_leaves_no_parents(workdir, capsys, monkeypatch):
+    os.umask(0o022)
+    assert main(["fit", "coin", "--data", "coin.json", "--out", "runs/a", *MAP]) == 0
+    assert (workdir / "runs" / "a").stat().st_mode & 0o777 == 0o755
+
+    def boom(*args, **kwargs):
+        raise FloatingPointError("the loss became nan")
+
+    monkeypatch.setattr("inference.fit", boom)
+    assert main(["fit", "coin", "--data", "coin.json", "--out", "new/a/b", *MAP]) == 1
+    assert "the loss became nan" in capsys.readouterr().err
+    assert not (workdir / "new").exists()
+    # a failed fit into an existing run leaves it as it was
+    before = user_files(workdir / "runs" / "a")
+    assert main(["fit", "coin", "--data", "coin.json", "--out", "runs/a", *MAP]) == 1
+    assert user_files(workdir / "runs" / "a") == before and stray(workdir) == []
+
+
+@pytest.mark.parametrize("out", ["notes.txt/run", "/proc/run"])
+def test_out_under_a_file_or_an_unwritable_place_names_the_users_path(workdir, capsys, out):
+    assert main(["fit", "coin", "--data", "coin.json", "--out", out, *MAP]) == 2
+    err = capsys.readouterr().err
+    assert f"--out: cannot create {out!r}" in err and ".ppl-tmp" not in err and len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- temporaries (defects 3, 5)
+
+def test_stale_temporaries_of_dead_processes_are_removed_and_no_others(tmp_path):
+    from ppl.rundir import clean_stale
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    stale = tmp_path / f".run.ppl-tmp.{pid}.0a1b2c3d"
+    stale.mkdir()
+    (stale / ".ppl-temporary").write_text(str(pid))
+    (stale / "posterior.nc").write_bytes(b"half")
+    live = tmp_path / f".run.ppl-tmp.{os.getpid()}.0a1b2c3d"
+    live.mkdir()
+    (live / ".ppl-temporary").write_text("")
+    lookalike = tmp_path / f".run.ppl-tmp.{pid}.deadbeef"  # named like one, but not the suite's
+    lookalike.mkdir()
+    (lookalike / "keep.txt").write_text("mine")
+    assert clean_stale(tmp_path) == [stale]
+    assert live.exists() and (lookalike / "keep.txt").exists()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_interrupt_swallowed_by_a_weakref_callback_still_stops_the_commit(tmp_path):
+    """Python prints and drops an exception raised inside a weakref callback; the run must not commit."""
+
+    from ppl import interrupts
+    from ppl.rundir import run_directory
+
+    class Thing:
+        pass
+
+    target = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.handle_signals(), run_directory(target) as run:
+            (run.path / "posterior.nc").write_bytes(b"draws")
+            thing = Thing()
+            weakref.finalize(thing, lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.2)))
+            del thing  # the handler's KeyboardInterrupt is raised inside the callback and swallowed
+    assert not target.exists() and stray(tmp_path) == []
+
+
+def test_a_target_that_became_foreign_keeps_the_finished_run_beside_it(tmp_path):
+    from ppl.rundir import run_directory
+
+    target = tmp_path / "run"
+    with run_directory(target) as run:
+        (run.path / "posterior.nc").write_bytes(b"first")
+    with run_directory(target) as run:
+        (run.path / "posterior.nc").write_bytes(b"second")
+        (target / "mine.txt").write_text("saved while the run worked")
+    assert run.final == tmp_path / "run-2" and (tmp_path / "run-2" / "posterior.nc").read_bytes() == b"second"
+    assert (target / "mine.txt").exists() and (target / "posterior.nc").read_bytes() == b"first"
+
+
+def test_check_happens_before_the_work(tmp_path):
+    from ppl.rundir import OutError, run_directory
+
+    (tmp_path / "f").write_text("x")
+    ran = []
+    with pytest.raises(OutError):
+        with run_directory(tmp_path / "f"):
+            ran.append(1)
+    assert ran == [] and (tmp_path / "f").read_text() == "x"
+
+
+# ---------------------------------------------------------------- races (defect 4)
+
+WRITER = r"""
+import random, sys, time
+try:
+    from ppl.rundir import run_directory
+except ImportError:  # the version before ppl.rundir, for showing the test fails there
+    from ppl.io import atomic_directory
+    run_directory = lambda target, manifest: atomic_directory(target)
+target, tag, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rng = random.Random(seed)
+for round_ in range(int(sys.argv[4])):
+    with run_directory(target, {"writer": tag}) as run:
+        for k in range(3):
+            (getattr(run, "path", run) / f"part{k}.txt").write_text(f"{tag} {round_} {k}")
+            time.sleep(rng.random() * 0.002)
+"""
+
+
+def test_concurrent_writers_into_one_directory_never_fail_and_leave_one_whole_run(tmp_path):
+    target = tmp_path / "same"
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(target), f"w{i}", str(i), "50"],
+                              stderr=subprocess.PIPE, text=True) for i in range(4)]
+    errors = [p.communicate()[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors  # 200 commits, none lost
+    parts = {p.name: p.read_text() for p in target.iterdir() if p.name != MANIFEST}
+    assert set(parts) == {"part0.txt", "part1.txt", "part2.txt"}
+    assert len({text.rsplit(" ", 1)[0] for text in parts.values()}) == 1  # all three from one run
+    assert stray(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["same"]
+
+
+# ---------------------------------------------------------------- signals: real `ppl fit` processes
+
+def ppl(*argv: str, cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "ppl", *argv], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_signals_at_random_moments_lose_nothing(tmp_path):
+    """24 `ppl fit` runs into one directory, each stopped by SIGINT, SIGTERM or SIGKILL after 1-8 s
+    (import, data checks, sampling, writing, committing), two at a time."""
+    (tmp_path / "coin.json").write_text('{"flips": [1, 0, 1, 1, 1, 0, 1]}')
+    (tmp_path / "notes.txt").write_text("my notes")
+    argv = ["fit", "coin", "--data", "coin.json", "--method", "nuts", "--chains", "2", "--samples", "300",
+            "--warmup", "300", "--out", "out", "--quiet"]
+    first = ppl(*argv, cwd=tmp_path)
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    rng = random.Random(0)
+    plan = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL] * 8
+    rng.shuffle(plan)
+    outcomes, killed = [], set()
+    for a, b in zip(plan[::2], plan[1::2]):
+        pair = [(ppl(*argv, cwd=tmp_path), sig, rng.uniform(1.0, 8.0)) for sig in (a, b)]
+        start = time.monotonic()
+        for proc, sig, delay in sorted(pair, key=lambda t: t[2]):
+            time.sleep(max(0.0, delay - (time.monotonic() - start)))
+            if proc.poll() is None:
+                proc.send_signal(sig)
+        for proc, sig, _ in pair:
+            code = proc.wait(timeout=300)
+            err = proc.stderr.read()
+            outcomes.append((sig, code))
+            assert code in (0, -signal.SIGKILL, 130, 143), err
+            assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
+            if code in (130, 143):
+                assert code == {signal.SIGINT: 130, signal.SIGTERM: 143}[sig]
+                assert "interrupted" in err
+            if code == -signal.SIGKILL:
+                killed.add(proc.pid)
+        # between rounds: the user's files, one whole run, and no temporary but a killed process's
+        assert (tmp_path / "notes.txt").read_text() == "my notes" and (tmp_path / "coin.json").exists()
+        assert is_complete_run(tmp_path / "out")
+        owners = {int(name.split(".")[-2]) for name in stray(tmp_path)}
+        assert owners <= killed, (stray(tmp_path), outcomes)
+    assert {code for _, code in outcomes} - {0}, "no run was actually interrupted"
+    final = ppl(*argv, cwd=tmp_path)  # the next run cleans what SIGKILL left
+    assert final.wait(timeout=300) == 0
+    assert stray(tmp_path) == [] and is_complete_run(tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coin.json", "notes.txt", "out"]
+
+
+@pytest.mark.slow
+def test_two_real_runs_finishing_into_one_directory(tmp_path):
+    (tmp_path / "coin.json").write_text('{"flips": [1, 0, 1]}')
+    argv = ["fit", "coin", "--data", "coin.json", "--method", "map", "--out", "same", "--quiet"]
+    for _ in range(3):
+        procs = [ppl(*argv, cwd=tmp_path) for _ in range(3)]
+        assert [p.wait(timeout=300) for p in procs] == [0, 0, 0], [p.stderr.read() for p in procs]
+        assert is_complete_run(tmp_path / "same") and stray(tmp_path) == []
+
+
+# ---------------------------------------------------------------- ppl render's single files
+
+def test_render_replaces_its_own_diagrams_and_nothing_else(workdir, capsys):
+    from PIL import Image
+
+    (workdir / "thesis.pdf").write_bytes(b"%PDF-1.5 my thesis")
+    assert main(["render", "coin", "--out", "thesis.pdf"]) == 2
+    assert "is not a diagram the suite drew" in capsys.readouterr().err
+    assert (workdir / "thesis.pdf").read_bytes() == b"%PDF-1.5 my thesis"
+    for suffix in (".svg", ".png", ".pdf", ".dot", ".tex"):
+        assert main(["render", "coin", "--out", f"coin{suffix}"]) == 0
+        assert main(["render", "coin", "--out", f"coin{suffix}"]) == 0, capsys.readouterr().err  # its own
+    Image.open(workdir / "coin.png").verify()  # the mark keeps the PNG valid
+    assert (workdir / "coin.pdf").read_bytes().startswith(b"%PDF")
+    assert stray(workdir) == [] and not [p for p in workdir.iterdir() if p.name.startswith(".")]
+
+
+def test_a_run_written_before_manifests_is_recognised_by_its_exact_layout(workdir):
+    old_fit = workdir / "old_fit"
+    old_fit.mkdir()
+    for name in ("posterior.nc", "summary.csv", "model.svg"):
+        (old_fit / name).write_text("old")
+    old_demo = workdir / "demo-out"
+    (old_demo / "coin").mkdir(parents=True)
+    (old_demo / "index.html").write_text("<html>")
+    for name in ("posterior.nc", "summary.csv", "model.svg", "trace.png"):
+        (old_demo / "coin" / name).write_text("old")
+    assert main(["fit", "coin", "--data", "coin.json", "--out", "old_fit", *MAP]) == 0
+    assert is_complete_run(old_fit)
+    from ppl.rundir import check_target
+
+    assert check_target(old_demo) == old_demo
+    (old_demo / "coin" / "my_notes.md").write_text("mine")  # one file more, and it is the user's
+    with pytest.raises(Exception, match="did not write"):
+        check_target(old_demo)
