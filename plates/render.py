@@ -76,6 +76,8 @@ def _is_ours(path: Path) -> bool:
 
 
 def _check_replaceable(path: Path) -> None:
+    if path.is_symlink() and not path.exists():
+        raise PlateError(str(path), "is a symbolic link to nothing; name the file itself")
     if path.is_dir():
         raise PlateError(str(path), "is a directory; name a file for the diagram")
     if path.exists() and not _is_ours(path):
@@ -109,13 +111,18 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def render(pg, path) -> Path:
     path = Path(path)
+    target = path  # where the bytes go: through a symbolic link, as any editor writes
+    if path.is_symlink() and path.exists():
+        target = path.resolve()
+        if target.suffix.lower() != path.suffix.lower():
+            raise PlateError(str(path), f"links to {str(target)!r}, a file of another format")
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise PlateError(str(path), f"unknown diagram format {suffix or '(no suffix)'}; use one of {', '.join(FORMATS)}")
-    _check_replaceable(path)  # before any work
+    _check_replaceable(target)  # before any work
     source = pg.to_dot()
     if suffix in (".dot", ".gv"):
-        _atomic_write(path, source.encode())
+        _atomic_write(target, source.encode())
         return path
     if dot_program() is None:
         fallback = path.with_suffix(".dot")
@@ -128,5 +135,5 @@ def render(pg, path) -> Path:
         data = run_dot(source, "png", ("-Gdpi=150",))
     else:
         data = run_dot(source, suffix[1:])
-    _atomic_write(path, _with_mark(data, suffix))
+    _atomic_write(target, _with_mark(data, suffix))
     return path

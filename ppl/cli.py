@@ -99,9 +99,9 @@ def _fit_options(args: argparse.Namespace, method: str) -> dict[str, Any]:
         if value is None:
             continue
         if method not in methods:
-            raise UsageError(f"--{flag} does not apply to method {method}; it applies to {', '.join(methods)}")
+            raise UsageError(f"--{flag}: does not apply to method {method}; it applies to {', '.join(methods)}")
         if value < (0 if flag == "warmup" else 1):
-            raise UsageError(f"--{flag} must be {'non-negative' if flag == 'warmup' else 'positive'}, got {value}")
+            raise UsageError(f"--{flag}: must be {'non-negative' if flag == 'warmup' else 'positive'}, got {value}")
         options[option] = value
     return options
 
@@ -214,11 +214,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
     options = _fit_options(args, method)
     options["pointwise"] = {"auto": "auto", "yes": True, "no": False}[args.pointwise]
     data = _load_data(spec, args)
+    if args.out is not None and not args.out.strip():
+        raise UsageError("--out: is empty; name a new directory for the run")
     out = Path(args.out or f"runs/{spec.name}-{method}")
     progress = not (args.quiet or args.json)
     provenance = {"data": str(Path(args.data).resolve()) if args.data else "the model's embedded default data"}
     post, summary, final, files, notes = write_run(spec, data, method, args.seed, options, out, progress, provenance)
-    shown = out if final == out.resolve() else final
+    shown = out if final == out.expanduser().resolve() else final
     problems = post.problems()
     if args.json:
         table = json.loads(summary.to_json(orient="index"))
@@ -228,8 +230,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     elif args.quiet:
         for line in problems:
             print(f"WARNING: {line}")
-        if shown != out:
-            print(f"note: {out} could no longer be replaced; wrote {shown}")
+        for note in notes:
+            if str(final) in note:  # the run was put beside --out: say where and why
+                print(f"note: {note}")
     else:
         print(post.report())
         for note in notes:

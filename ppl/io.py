@@ -38,7 +38,7 @@ def read_data(path: str | os.PathLike) -> dict[str, Any]:
     try:
         if suffix == ".json":
             with open(path, encoding="utf-8-sig") as fh:
-                data = json.load(fh)
+                data = json.load(fh, object_pairs_hook=_no_repeats)
             if not isinstance(data, dict):
                 raise UsageError(f"data file {str(path)!r}: expected a JSON object of field -> value")
             return data
@@ -54,9 +54,23 @@ def read_data(path: str | os.PathLike) -> dict[str, Any]:
         raise
     except RecursionError:
         raise UsageError(f"data file {str(path)!r} is nested too deeply to be data") from None
+    except ValueError as exc:
+        if "digits" in str(exc) and "limit" in str(exc):  # Python's guard against huge integer literals
+            raise UsageError(f"data file {str(path)!r} holds a number of more than 4300 digits") from None
+        raise UsageError(f"cannot read data file {str(path)!r}: {_first_line(exc)}") from None
     except (OSError, ValueError, UnicodeDecodeError, zipfile.BadZipFile, EOFError) as exc:
         raise UsageError(f"cannot read data file {str(path)!r}: {_first_line(exc)}") from None
     raise UsageError(f"data file {str(path)!r}: unsupported format {suffix or '(none)'}; use .json, .csv or .npz")
+
+
+def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (json keeps the last silently)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise UsageError(f"{key}: is given twice in the data file")
+        out[key] = value
+    return out
 
 
 def _first_line(exc: BaseException) -> str:

@@ -135,11 +135,18 @@ def _foreign_entries(directory: Path) -> list[str] | None:
         files = None
     if files is None:
         return None
-    return sorted(entries - files - {MANIFEST})
+    foreign = entries - files - {MANIFEST}
+    for name in entries & files:  # the suite writes files, and folders only as run directories of their own
+        entry = directory / name
+        if entry.is_symlink() or (entry.is_dir() and (not (entry / MANIFEST).is_file() or _foreign_entries(entry))):
+            foreign.add(name)
+    return sorted(foreign)
 
 
 def check_target(target_arg: str | os.PathLike) -> Path:
     """Resolve `--out` and refuse, before any work, a place the suite may not replace; return the path."""
+    if not str(target_arg).strip():
+        raise OutError("is empty; name a new directory for the run")
     target = Path(target_arg).expanduser().resolve()
     reason = _protected(target)
     if reason:
@@ -283,8 +290,9 @@ def _commit(run: RunDirectory) -> None:
                 foreign = _foreign_entries(target)
                 replaceable = foreign == []
                 if not replaceable:
-                    run.moved_because = (f"{str(target)!r} now holds files the suite did not write"
-                                         if foreign else f"{str(target)!r} is now a directory the suite did not write")
+                    run.moved_because = (f"{str(target)!r} now holds files the suite did not write "
+                                         f"({', '.join(foreign[:3])})" if foreign else
+                                         f"{str(target)!r} is now a directory the suite did not write")
             elif not replaceable:
                 run.moved_because = f"{str(target)!r} is now a file"
         except OSError as exc:

@@ -151,8 +151,13 @@ class Option:
         # numbers
         if isinstance(value, torch.Tensor) and value.numel() == 1:
             value = value.item()
+        if isinstance(value, np.ndarray) and value.size == 1:  # a one-row CSV column
+            value = value.reshape(()).item()
         if isinstance(value, np.generic):
             value = value.item()
+        if isinstance(value, (np.ndarray, list, tuple, torch.Tensor)):
+            raise DataError(name, f"must be one number, got {len(value) if hasattr(value, '__len__') else 'several'} "
+                                  "values (a CSV file holds one column per data field: give options in a .json file)")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise DataError(name, f"must be a number, got {_show(value)}")
         if kind == "int":
@@ -179,7 +184,8 @@ def _as_array(field: Field, value: Any) -> np.ndarray:
     try:
         array = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
-        raise DataError(field.name, f"cannot be read as an array ({exc})") from None
+        raise DataError(field.name, "must be a rectangular array of numbers (rows of different lengths, "
+                                    "or values that are not numbers)") from None
     if array.dtype == object:
         raise DataError(field.name, "must be a rectangular array of numbers (got ragged or mixed values)")
     if array.dtype.kind in "USV":

@@ -80,3 +80,20 @@ def test_render_errors_name_the_users_path(tmp_path, capsys):
 
 def test_work_bounds_are_checked_before_anything_runs(tmp_path, capsys):
     one_line_exit_2(["fit", "coin", "--warmup", "1000000000"], capsys, tmp_path, "--warmup (num_warmup): must be")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"flips": [0, 1], "flips": [1]}', "flips: is given twice in the data file"),
+    ('{"flips": [1, ' + "9" * 5000 + "]}", "holds a number of more than 4300 digits"),
+    ('{"flips": [[0, 1], [1]]}', "flips: must be a rectangular array of numbers"),
+])
+def test_json_surprises(tmp_path, capsys, text, expected):
+    path = tmp_path / "d.json"
+    path.write_text(text)
+    one_line_exit_2(["fit", "coin", "--data", str(path)], capsys, tmp_path, expected)
+
+
+def test_an_option_in_a_csv_column_says_what_is_wrong(tmp_path, capsys):
+    path = tmp_path / "d.csv"
+    path.write_text("flips,alpha\n1,2\n0,2\n")
+    one_line_exit_2(["fit", "coin", "--data", str(path)], capsys, tmp_path, "alpha: must be one number, got 2 values")

@@ -320,3 +320,34 @@ def test_a_run_written_before_manifests_is_recognised_by_its_exact_layout(workdi
     (old_demo / "coin" / "my_notes.md").write_text("mine")  # one file more, and it is the user's
     with pytest.raises(Exception, match="did not write"):
         check_target(old_demo)
+
+
+def test_a_folder_the_manifest_names_must_be_a_run_of_its_own(workdir, capsys):
+    """A hand-edited run.json cannot make the suite delete a folder of the user's files."""
+    assert main(["fit", "coin", "--data", "coin.json", "--out", "r", *MAP]) == 0
+    (workdir / "r" / "data").mkdir()
+    (workdir / "r" / "data" / "p.txt").write_text("mine")
+    manifest = json.loads((workdir / "r" / MANIFEST).read_text())
+    manifest["files"].append("data")
+    (workdir / "r" / MANIFEST).write_text(json.dumps(manifest))
+    assert main(["fit", "coin", "--data", "coin.json", "--out", "r", *MAP]) == 2
+    assert "holds files the suite did not write (data)" in capsys.readouterr().err
+    assert (workdir / "r" / "data" / "p.txt").read_text() == "mine"
+
+
+def test_out_given_as_a_quoted_tilde_and_an_empty_out(workdir, capsys, monkeypatch):
+    monkeypatch.setenv("HOME", str(workdir))
+    assert main(["fit", "coin", "--data", "coin.json", "--out", "~/x", *MAP]) == 0
+    assert capsys.readouterr().out == "" and is_complete_run(workdir / "x")
+    assert main(["fit", "coin", "--data", "coin.json", "--out", "", *MAP]) == 2
+    assert "--out: is empty" in capsys.readouterr().err
+
+
+def test_render_writes_through_a_link_and_refuses_a_dangling_one(workdir, capsys):
+    assert main(["render", "coin", "--out", "c.svg"]) == 0
+    (workdir / "link.svg").symlink_to("c.svg")
+    assert main(["render", "coin", "--out", "link.svg"]) == 0
+    assert (workdir / "link.svg").is_symlink() and "wrote link.svg" in capsys.readouterr().out
+    (workdir / "dangling.svg").symlink_to("nowhere.svg")
+    assert main(["render", "coin", "--out", "dangling.svg"]) == 2
+    assert "symbolic link to nothing" in capsys.readouterr().err and (workdir / "dangling.svg").is_symlink()
