@@ -169,8 +169,8 @@ _KMEANS_CACHE: dict = {}
 
 
 def starting_point(x: torch.Tensor, K: int, iterations: int = 25) -> dict[str, torch.Tensor]:
-    """A start for optimisers from the data: k-means (k-means++ seeding from a fixed seed, then Lloyd
-    steps) gives ``locs`` (the centres sorted by the first coordinate, first coordinates made strictly
+    """A start for optimisers from the data: scikit-learn's k-means (k-means++ seeding from a fixed seed)
+    gives ``locs`` (the centres sorted by the first coordinate, first coordinates made strictly
     increasing: inside the ordered prior's support), ``scales`` (each cluster's sd per coordinate) and
     ``weights`` (cluster proportions, smoothed). Shapes as the model's sites: (K,) or (K, D).
 
@@ -183,23 +183,17 @@ def starting_point(x: torch.Tensor, K: int, iterations: int = 25) -> dict[str, t
     cached = _KMEANS_CACHE.get("last")
     if cached is not None and cached[0] is x and cached[1] == K:  # (the cache holds x: its id stays unique)
         return cached[2]
+    from sklearn.cluster import KMeans
+
     data = torch.as_tensor(x).detach()
     arr = data.double().reshape(data.shape[0], -1).numpy()
     n = arr.shape[0]
-    rng = np.random.default_rng(0)
-    centres = [arr[rng.integers(n)]]
-    for _ in range(1, K):  # k-means++: each next centre with probability proportional to squared distance
-        d2 = np.min([((arr - c) ** 2).sum(-1) for c in centres], axis=0)
-        total = d2.sum()
-        centres.append(arr[rng.choice(n, p=d2 / total)] if total > 0 else arr[rng.integers(n)])
-    centres = np.array(centres)
-    for _ in range(iterations):
-        label = ((arr[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
-        for k in range(K):
-            if (label == k).any():
-                centres[k] = arr[label == k].mean(0)
+    fitted = KMeans(n_clusters=min(K, len(np.unique(arr, axis=0))), n_init=1, max_iter=iterations,
+                    random_state=0).fit(arr)
+    centres = np.concatenate([fitted.cluster_centers_, np.repeat(arr.mean(0, keepdims=True),
+                                                                 K - fitted.n_clusters, axis=0)])
     order = np.argsort(centres[:, 0], kind="stable")
-    label = np.argsort(order)[((arr[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)]
+    label = np.argsort(order)[fitted.labels_]
     centres = centres[order]
     overall = arr.std(0) if n > 1 else np.ones(arr.shape[1])
     overall = np.where(overall > 0, overall, 1.0)
