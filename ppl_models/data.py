@@ -293,6 +293,10 @@ def validate(fields: Sequence[Field], options: Mapping[str, Option], data: Mappi
         out[f.name] = converted
     for name, option in options.items():
         out[name] = option.convert(name, data[name]) if name in data else option.default
+        if name in data and name in sizes and out[name] != sizes[name][0]:  # e.g. N given beside the data
+            size, other = sizes[name]
+            raise DataError(name, f"is {_show(out[name])} but {other} has {name} = {size}; leave {name} out "
+                                  "when the data are given (it is read from them)")
     return out
 
 

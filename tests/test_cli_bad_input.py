@@ -97,3 +97,11 @@ def test_an_option_in_a_csv_column_says_what_is_wrong(tmp_path, capsys):
     path = tmp_path / "d.csv"
     path.write_text("flips,alpha\n1,2\n0,2\n")
     one_line_exit_2(["fit", "coin", "--data", str(path)], capsys, tmp_path, "alpha: must be one number, got 2 values")
+
+
+def test_a_size_option_that_contradicts_the_data(tmp_path, capsys):
+    path = tmp_path / "d.json"
+    path.write_text('{"flips": [0, 1, 1], "N": 5}')
+    one_line_exit_2(["fit", "coin", "--data", str(path)], capsys, tmp_path, "N: is 5 but flips has N = 3")
+    path.write_text('{"flips": [0, 1, 1], "N": 3}')  # agreeing is fine
+    assert main(["fit", "coin", "--method", "map", "--data", str(path), "--out", str(tmp_path / "ok"), "--quiet"]) == 0
