@@ -17,14 +17,14 @@ import torch
 from pyro import poutine
 from pyro.util import get_rng_state, set_rng_state
 
-from ppl_models.data import DataError, plain_data
+from ppl_models.data import DataError, plain_data, show_value
 from ppl_models.registry import resolve
 
 from .errors import InputError
 from .evidence import check_observed
 from .mcmc import run_mcmc
 from .optim import run_point, run_svi
-from .options import BACKENDS, METHODS, OPTIONS, _show, check_options, check_progress, check_seed, describe
+from .options import BACKENDS, METHODS, OPTIONS, check_options, check_progress, check_seed, describe
 from .posterior import Posterior, check_pointwise
 from .predictive import sample_discrete
 from .structure import _reported_input_error, inspect_model, program_failure
@@ -154,7 +154,7 @@ def fit(model: Any, data: dict | None = None, method: str | None = None, seed: i
     if method is None:
         method = spec.default_method if spec is not None else "nuts"
     if not isinstance(method, str) or method not in METHODS:
-        raise InputError("method", f"unknown method {_show(method)}; choose one of {', '.join(METHODS)}")
+        raise InputError("method", f"unknown method {show_value(method)}; choose one of {', '.join(METHODS)}")
     if spec is not None and method not in spec.engines:
         raise InputError("method", f"{method!r} does not apply to model {spec.name!r}; "
                          f"it supports {', '.join(spec.engines)}")

@@ -25,6 +25,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ppl_models.data import show_value
+
 from .errors import InputError
 
 METHODS = ("nuts", "hmc", "svi", "map", "mle")
@@ -105,31 +107,31 @@ class EngineOption:
             if isinstance(value, (bool, np.bool_)):
                 return bool(value)
             raise InputError(self.name, f"must be True or False{' or None' if self.none_ok else ''}, "
-                                        f"got {_show(value)}")
+                                        f"got {show_value(value)}")
         if self.kind == "choice":
             if isinstance(value, str) and value in self.choices:
                 return value
             if self.callable_ok and callable(value) and not isinstance(value, str):
                 return value
-            raise InputError(self.name, f"must be {self.range_text()}, got {_show(value)}")
+            raise InputError(self.name, f"must be {self.range_text()}, got {show_value(value)}")
         if self.kind == "int":
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-                raise InputError(self.name, f"must be a whole number, got {_show(value)}")
+                raise InputError(self.name, f"must be a whole number, got {show_value(value)}")
             number: float = int(value)
         else:
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-                raise InputError(self.name, f"must be {self._what()}, got {_show(value)}")
+                raise InputError(self.name, f"must be {self._what()}, got {show_value(value)}")
             number = float(value)
             if not math.isfinite(number):
-                raise InputError(self.name, f"must be a finite number, got {_show(value)}")
+                raise InputError(self.name, f"must be a finite number, got {show_value(value)}")
         if self.low is not None and (number <= self.low if self.low_open else number < self.low):
-            raise InputError(self.name, f"must be {self.range_text()}, got {_show(number)}")
+            raise InputError(self.name, f"must be {self.range_text()}, got {show_value(number)}")
         if self.high is not None and (number >= self.high if self.high_open else number > self.high):
             why = f" ({self.why_high})" if self.why_high else ""
             bound = f"at most {_num(self.high)}" if not self.high_open else f"below {_num(self.high)}"
             if self.kind != "int" and self.low is not None:  # (0, 1) reads better whole
                 bound = self._number_range()
-            raise InputError(self.name, f"must be {bound}{why}, got {_show(number)}")
+            raise InputError(self.name, f"must be {bound}{why}, got {show_value(number)}")
         return number
 
     def _what(self) -> str:
@@ -146,19 +148,6 @@ class EngineOption:
 
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
-
-
-def _show(value: Any) -> str:
-    """A value for a message: numbers as plain numbers (no NumPy reprs), strings quoted, else its type."""
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, numbers.Integral):
-        return str(int(value))
-    if isinstance(value, numbers.Real):
-        return f"{float(value):g}"
-    if isinstance(value, str):
-        return repr(value) if len(value) <= 40 else repr(value[:37] + "...")
-    return f"a {type(value).__name__}"
 
 
 def _all(methods: tuple[str, ...], default: Any) -> dict[str, Any]:
@@ -243,7 +232,7 @@ def check_options(method: str, options: Mapping[str, Any]) -> dict[str, Any]:
 def check_seed(seed: Any) -> int:
     """`seed` as an int in [0, 2**32 - 1] (NumPy's seed range); `InputError("seed", ...)` otherwise."""
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        raise InputError("seed", f"must be a whole number from 0 to {SEED_MAX}, got {_show(seed)}")
+        raise InputError("seed", f"must be a whole number from 0 to {SEED_MAX}, got {show_value(seed)}")
     if not 0 <= int(seed) <= SEED_MAX:
         raise InputError("seed", f"must be from 0 to {SEED_MAX} (NumPy's seed range), got {int(seed)}")
     return int(seed)
@@ -253,7 +242,7 @@ def check_progress(progress: Any) -> bool:
     """`progress` as a bool; `InputError("progress", ...)` for anything else."""
     if isinstance(progress, (bool, np.bool_)):
         return bool(progress)
-    raise InputError("progress", f"must be True or False, got {_show(progress)}")
+    raise InputError("progress", f"must be True or False, got {show_value(progress)}")
 
 
 def describe(methods: tuple[str, ...] = METHODS, indent: str = "") -> str:

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -23,19 +24,19 @@ import torch
 KINDS = ("binary", "real", "unit", "positive", "category", "count", "object")
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     """A value for a message: plain numbers (never a NumPy repr such as ``np.float64(0.5)``), quoted text,
     else the type's name (a whole array pasted into one line helps nobody)."""
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
-    if isinstance(value, (int, np.integer)):
+    if isinstance(value, numbers.Integral):
         return str(int(value))
-    if isinstance(value, (float, np.floating)):
+    if isinstance(value, numbers.Real):
         return f"{float(value):g}"
     if isinstance(value, str):
         return repr(value) if len(value) <= 40 else repr(value[:37] + "...")
     if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return _show(value.item())
+        return show_value(value.item())
     return f"a {type(value).__name__}"
 
 
@@ -141,10 +142,10 @@ class Option:
         if kind == "bool":
             if isinstance(value, (bool, np.bool_)):
                 return bool(value)
-            raise DataError(name, f"must be true or false, got {_show(value)}")
+            raise DataError(name, f"must be true or false, got {show_value(value)}")
         if kind == "str":
             if not isinstance(value, str):
-                raise DataError(name, f"must be a string, got {_show(value)}")
+                raise DataError(name, f"must be a string, got {show_value(value)}")
             if self.choices and value not in self.choices:
                 raise DataError(name, f"must be one of {', '.join(map(str, self.choices))}; got {value!r}")
             return value
@@ -159,22 +160,22 @@ class Option:
             raise DataError(name, f"must be one number, got {len(value) if hasattr(value, '__len__') else 'several'} "
                                   "values (a CSV file holds one column per data field: give options in a .json file)")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise DataError(name, f"must be a number, got {_show(value)}")
+            raise DataError(name, f"must be a number, got {show_value(value)}")
         if kind == "int":
             if float(value) != int(value):
-                raise DataError(name, f"must be a whole number, got {_show(value)}")
+                raise DataError(name, f"must be a whole number, got {show_value(value)}")
             value = int(value)
         else:
             value = float(value)
         if math.isnan(value) or math.isinf(value):
-            raise DataError(name, f"must be finite, got {_show(value)}")
+            raise DataError(name, f"must be finite, got {show_value(value)}")
         problem = range_problem(np.asarray([value]))
         if problem:  # alpha = 1e308 would become inf (or overflow the density) once a tensor
             raise DataError(name, problem.replace(" at index 0", ""))
         if self.low is not None and value < self.low:
-            raise DataError(name, f"must be at least {self.low:g}, got {_show(value)}")
+            raise DataError(name, f"must be at least {self.low:g}, got {show_value(value)}")
         if self.high is not None and value > self.high:
-            raise DataError(name, f"must be at most {self.high:g}, got {_show(value)}")
+            raise DataError(name, f"must be at most {self.high:g}, got {show_value(value)}")
         return value
 
 
@@ -183,7 +184,7 @@ def _as_array(field: Field, value: Any) -> np.ndarray:
         value = value.detach().cpu().numpy()
     try:
         array = np.asarray(value)
-    except Exception as exc:  # ragged lists and the like
+    except Exception:  # ragged lists and the like
         raise DataError(field.name, "must be a rectangular array of numbers (rows of different lengths, "
                                     "or values that are not numbers)") from None
     if array.dtype == object:
@@ -295,7 +296,7 @@ def validate(fields: Sequence[Field], options: Mapping[str, Option], data: Mappi
         out[name] = option.convert(name, data[name]) if name in data else option.default
         if name in data and name in sizes and out[name] != sizes[name][0]:  # e.g. N given beside the data
             size, other = sizes[name]
-            raise DataError(name, f"is {_show(out[name])} but {other} has {name} = {size}; leave {name} out "
+            raise DataError(name, f"is {show_value(out[name])} but {other} has {name} = {size}; leave {name} out "
                                   "when the data are given (it is read from them)")
     return out
 
