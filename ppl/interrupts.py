@@ -4,7 +4,8 @@ Python turns SIGINT into `KeyboardInterrupt`, but not SIGTERM (the signal `kill`
 schedulers send), which would end the process without any clean-up. `handle_signals` makes both raise
 `KeyboardInterrupt` and also records the signal: an exception raised while Python runs a weakref callback
 or a ``__del__`` is printed and dropped ("Exception ignored in ..."), so a run could go on and commit its
-output after the user asked it to stop. `pending_signal` lets the last step (`ppl.rundir`) see that.
+output after the user asked it to stop. `pending_signal` lets the checkpoints and the last step
+(`ppl.rundir`) see that, and Python's report of the dropped exception (a traceback on stderr) is left out.
 
 A signal that arrives while `ppl.rundir` swaps a finished run into place, or while torch and Pyro are
 imported (an exception raised inside a C extension's import can abort Python), is recorded but not raised
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -63,10 +65,19 @@ def handle_signals(restore: bool = True) -> Iterator[None]:
             signal.signal(s, _raise)
     except ValueError:  # not the main thread: leave the handlers as they are
         previous = {}
+    previous_hook = sys.unraisablehook
+
+    def quiet_when_recorded(args) -> None:  # "Exception ignored in <weakref callback>": a traceback on stderr
+        if isinstance(args.exc_value, KeyboardInterrupt) and _received:
+            return  # recorded: the command stops at its next checkpoint and says so in one line
+        previous_hook(args)
+
+    sys.unraisablehook = quiet_when_recorded
     try:
         yield
     finally:
         if restore:
+            sys.unraisablehook = previous_hook
             for s, handler in previous.items():
                 signal.signal(s, handler)
             _received.clear()
