@@ -6,9 +6,10 @@ place when it is complete. The rules, in the order they are checked:
 - DIR may not be the file-system root, a home directory, the current directory or one of its parents.
 - An existing DIR is replaced only when it is a run directory the suite wrote: it holds the manifest
   ``run.json`` (written last, naming every file of the run) and nothing the manifest does not name. An
-  empty directory may be used too, and so may the exact layout of a run written before manifests existed
-  (a fit's posterior.nc/summary.csv/model.svg, a demo's index.html and model folders). Anything else (a file, a directory of other files, a run directory
-  into which the user saved a file of their own) is refused before any work starts.
+  empty directory may be used too, and so may a run written before manifests existed, recognised by its
+  exact layout and its files' content (an HDF5 posterior.nc, an ArviZ summary.csv, the diagram; a demo's
+  index.html titled "ppl demo" beside such folders). Anything else (a file, a directory of other files,
+  a run directory into which the user saved a file of their own) is refused before any work starts.
 - The swap is one atomic ``renameat2(RENAME_EXCHANGE)`` where the kernel has it (the old run is then
   removed); elsewhere two renames. It runs under an exclusive ``flock`` on the parent directory with
   SIGINT and SIGTERM held back, so two processes finishing into one DIR take turns (the last to finish
@@ -105,26 +106,50 @@ _LEGACY_FIT = {"posterior.nc", "summary.csv", "model.svg", "model.dot"}
 _LEGACY_DEMO_FIGURES = {"trace.png", "loss.png", "states.png", "factorization.svg"}
 
 
+def _starts_with(path: Path, prefix: bytes) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(prefix)) == prefix
+    except OSError:
+        return False
+
+
+def _legacy_fit(folder: Path, entries: set[str], extra: frozenset[str] = frozenset()) -> bool:
+    """A `ppl fit` directory of a version before manifests: posterior.nc, an ArviZ summary.csv and the
+    diagram (model.svg, or model.dot without Graphviz), nothing else but `extra`."""
+    diagram = entries & {"model.svg", "model.dot"}
+    return ({"posterior.nc", "summary.csv"} <= entries and len(diagram) == 1
+            and entries <= _LEGACY_FIT | extra and _starts_with(folder / "summary.csv", b",mean,sd,")
+            and _starts_with(folder / "posterior.nc", b"\x89HDF"))
+
+
 def _legacy_run(directory: Path, entries: set[str]) -> bool:
-    """A run directory of a version before manifests, recognised by its exact layout: a fit's files, or a
-    demo's index.html beside one such folder per model (so `make run` can replace its older output)."""
-    if "posterior.nc" in entries and entries <= _LEGACY_FIT:
+    """A run directory of a version before manifests, recognised by its exact layout and the content of its
+    files: a fit's, or a demo's index.html beside one such folder per model (so `make run` can replace its
+    older output). A directory of the user's that merely holds a posterior.nc does not pass."""
+    if _legacy_fit(directory, entries):
         return True
-    if "index.html" not in entries or len(entries) < 2:
+    if "index.html" not in entries or len(entries) < 2 or not _starts_with_title(directory / "index.html"):
         return False
     for name in entries - {"index.html"}:
         folder = directory / name
         if folder.is_symlink() or not folder.is_dir():
             return False
-        inner = {p.name for p in folder.iterdir()}
-        if not inner <= _LEGACY_FIT | _LEGACY_DEMO_FIGURES:
+        if not _legacy_fit(folder, {p.name for p in folder.iterdir()}, frozenset(_LEGACY_DEMO_FIGURES)):
             return False
     return True
 
 
+def _starts_with_title(index: Path) -> bool:
+    try:
+        return "<title>ppl demo:" in index.read_text(encoding="utf-8", errors="replace")[:4096]
+    except OSError:
+        return False
+
+
 def _foreign_entries(directory: Path) -> list[str] | None:
     """Entries of an existing directory that the suite did not write; None when it is no run directory."""
-    entries = {p.name for p in directory.iterdir()}
+    entries = {p.name for p in directory.iterdir()} - {_MARKER}
     if not entries or (MANIFEST not in entries and _legacy_run(directory, entries)):
         return []
     manifest = directory / MANIFEST
@@ -135,7 +160,7 @@ def _foreign_entries(directory: Path) -> list[str] | None:
         files = None
     if files is None:
         return None
-    foreign = entries - files - {MANIFEST}
+    foreign = entries - files - {MANIFEST, _MARKER}
     for name in entries & files:  # the suite writes files, and folders only as run directories of their own
         entry = directory / name
         if entry.is_symlink() or (entry.is_dir() and (not (entry / MANIFEST).is_file() or _foreign_entries(entry))):
@@ -186,8 +211,22 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _mark(folder: Path) -> None:
+    """Mark `folder` as a temporary of this process (what `clean_stale` asks before removing one)."""
+    (folder / _MARKER).write_text(f"{os.getpid()}\n", encoding="utf-8")
+
+
+def _marked_by(folder: Path, pid: str) -> bool:
+    try:
+        return (folder / _MARKER).read_text(encoding="utf-8").strip() == pid
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def clean_stale(parent: Path) -> list[Path]:
-    """Remove the suite's temporaries in `parent` whose process is gone; return what was removed."""
+    """Remove the suite's temporaries in `parent` whose process is gone; return what was removed. A
+    temporary is a directory named ``.NAME.ppl-tmp.PID.HEX`` (or ``-old``) whose marker file holds that
+    same PID: nothing else is ever removed."""
     removed = []
     try:
         entries = list(parent.iterdir())
@@ -197,8 +236,7 @@ def clean_stale(parent: Path) -> list[Path]:
         match = _TEMP.match(entry.name)
         if not match or _pid_alive(int(match.group("pid"))):
             continue
-        ours = (entry / _MARKER).exists() or (entry / MANIFEST).exists()
-        if entry.is_dir() and not entry.is_symlink() and ours:
+        if entry.is_dir() and not entry.is_symlink() and _marked_by(entry, match.group("pid")):
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed
@@ -276,8 +314,7 @@ def _write_manifest(run: RunDirectory) -> None:
 
 def _commit(run: RunDirectory) -> None:
     """Put the finished temporary directory in place of the target (see the module docstring)."""
-    _write_manifest(run)
-    (run.path / _MARKER).unlink(missing_ok=True)
+    _write_manifest(run)  # the marker stays until the run is in place: a kill before that leaves it marked
     target = run.target
     old: Path | None = None
     with _parent_lock(target.parent), interrupts.held():
@@ -301,14 +338,21 @@ def _commit(run: RunDirectory) -> None:
         final = target if replaceable else _free_sibling(target)
         if final.exists() and _exchange(run.path, final):
             old = run.path  # after the exchange the temporary name holds the previous run
-            (old / _MARKER).touch()
+            _mark(old)
         elif final.exists():
             old = _temp_name(target, "old")
             os.rename(final, old)
-            (old / _MARKER).touch()
-            os.rename(run.path, final)
+            _mark(old)
+            try:
+                os.rename(run.path, final)
+            except BaseException:
+                os.rename(old, final)  # put the previous run back
+                (final / _MARKER).unlink(missing_ok=True)
+                old = None
+                raise
         else:
             os.rename(run.path, final)
+        (final / _MARKER).unlink(missing_ok=True)
         run.final = final
         if not any(_TEMP.match(p.name) for p in final.parents):  # a demo's model folder is not the run
             interrupts.note_written(final)
@@ -340,7 +384,7 @@ def run_directory(target_arg: str | os.PathLike, manifest: dict[str, Any] | None
         raise OutError(f"cannot create {str(target_arg)!r}: {exc.strerror}") from None
     run = RunDirectory(target=target, path=path, manifest=dict(manifest or {}), created_parents=created)
     try:
-        (path / _MARKER).write_text(f"{os.getpid()}\n", encoding="utf-8")
+        _mark(path)
         yield run
         _commit(run)
     except BaseException:

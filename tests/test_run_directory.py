@@ -139,12 +139,16 @@ def test_stale_temporaries_of_dead_processes_are_removed_and_no_others(tmp_path)
     (stale / "posterior.nc").write_bytes(b"half")
     live = tmp_path / f".run.ppl-tmp.{os.getpid()}.0a1b2c3d"
     live.mkdir()
-    (live / ".ppl-temporary").write_text("")
+    (live / ".ppl-temporary").write_text(str(os.getpid()))
     lookalike = tmp_path / f".run.ppl-tmp.{pid}.deadbeef"  # named like one, but not the suite's
     lookalike.mkdir()
     (lookalike / "keep.txt").write_text("mine")
+    other = tmp_path / f".run.ppl-old.{pid}.0badf00d"  # a marker, but of another process
+    other.mkdir()
+    (other / ".ppl-temporary").write_text("1")
+    (other / "run.json").write_text("{}")
     assert clean_stale(tmp_path) == [stale]
-    assert live.exists() and (lookalike / "keep.txt").exists()
+    assert live.exists() and (lookalike / "keep.txt").exists() and other.exists()
 
 
 SWALLOWED = r"""
@@ -313,24 +317,73 @@ def test_render_replaces_its_own_diagrams_and_nothing_else(workdir, capsys):
     assert stray(workdir) == [] and not [p for p in workdir.iterdir() if p.name.startswith(".")]
 
 
-def test_a_run_written_before_manifests_is_recognised_by_its_exact_layout(workdir):
-    old_fit = workdir / "old_fit"
-    old_fit.mkdir()
-    for name in ("posterior.nc", "summary.csv", "model.svg"):
-        (old_fit / name).write_text("old")
-    old_demo = workdir / "demo-out"
-    (old_demo / "coin").mkdir(parents=True)
-    (old_demo / "index.html").write_text("<html>")
-    for name in ("posterior.nc", "summary.csv", "model.svg", "trace.png"):
-        (old_demo / "coin" / name).write_text("old")
-    assert main(["fit", "coin", "--data", "coin.json", "--out", "old_fit", *MAP]) == 0
-    assert is_complete_run(old_fit)
-    from ppl.rundir import check_target
+def _old_fit(folder: Path, figures: tuple[str, ...] = ()) -> None:
+    folder.mkdir(parents=True)
+    (folder / "posterior.nc").write_bytes(b"\x89HDF\r\n\x1a\n old draws")
+    (folder / "summary.csv").write_text(",mean,sd,hdi_3%,hdi_97%\np,0.6,0.1,0.4,0.8\n")
+    (folder / "model.svg").write_text("<svg/>")
+    for name in figures:
+        (folder / name).write_text("old")
 
+
+def test_a_run_written_before_manifests_is_recognised_by_its_exact_layout(workdir):
+    from ppl.rundir import OutError, check_target
+
+    _old_fit(workdir / "old_fit")
+    assert main(["fit", "coin", "--data", "coin.json", "--out", "old_fit", *MAP]) == 0
+    assert is_complete_run(workdir / "old_fit")
+    old_demo = workdir / "demo-out"
+    _old_fit(old_demo / "coin", ("trace.png",))
+    (old_demo / "index.html").write_text("<html><head><title>ppl demo: 1 models</title>")
     assert check_target(old_demo) == old_demo
     (old_demo / "coin" / "my_notes.md").write_text("mine")  # one file more, and it is the user's
-    with pytest.raises(Exception, match="did not write"):
+    with pytest.raises(OutError, match="did not write"):
         check_target(old_demo)
+
+
+def test_a_folder_of_the_users_with_the_same_file_names_is_not_taken_for_an_old_run(workdir):
+    """Only the content of an old run passes: an ArviZ summary and an HDF5 posterior, not just the names."""
+    from ppl.rundir import OutError, check_target
+
+    mine = workdir / "pymc_results"
+    mine.mkdir()
+    (mine / "posterior.nc").write_bytes(b"\x89HDF\r\n\x1a\n from PyMC")
+    (mine / "summary.csv").write_text("parameter,estimate\nmu,1.0\n")
+    (mine / "model.svg").write_text("<svg/>")
+    with pytest.raises(OutError, match="did not write"):
+        check_target(mine)
+    (mine / "summary.csv").write_text(",mean,sd\nmu,1.0,0.1\n")
+    (mine / "model.svg").unlink()  # an ArviZ summary and a posterior, but no diagram: not an old fit either
+    with pytest.raises(OutError, match="did not write"):
+        check_target(mine)
+
+
+def test_without_an_atomic_exchange_a_failed_swap_puts_the_previous_run_back(tmp_path, monkeypatch):
+    import ppl.rundir as rundir
+
+    target = tmp_path / "run"
+    with rundir.run_directory(target) as run:
+        (run.path / "posterior.nc").write_bytes(b"first")
+    monkeypatch.setattr(rundir, "_exchange", lambda a, b: False)
+    real_rename = os.rename
+
+    def rename(src, dst):
+        if ".ppl-tmp." in str(src):  # the finished temporary onto the target: the disk fails
+            raise OSError(5, "Input/output error")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(rundir.os, "rename", rename)
+    with pytest.raises(OSError):
+        with rundir.run_directory(target) as run:
+            (run.path / "posterior.nc").write_bytes(b"second")
+    monkeypatch.setattr(rundir.os, "rename", real_rename)
+    assert (target / "posterior.nc").read_bytes() == b"first" and is_complete_run_bytes(target)
+    assert stray(tmp_path) == []
+
+
+def is_complete_run_bytes(folder: Path) -> bool:
+    manifest = json.loads((folder / MANIFEST).read_text())
+    return set(manifest["files"]) == {p.name for p in folder.iterdir()} - {MANIFEST}
 
 
 def test_a_folder_the_manifest_names_must_be_a_run_of_its_own(workdir, capsys):
