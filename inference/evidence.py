@@ -109,10 +109,15 @@ def _support_text(support: Any) -> str:
     return type(base).__name__.lstrip("_")
 
 
-def _dist_name(fn: Any) -> str:
+def _innermost(fn: Any) -> Any:
+    """The distribution inside its wrappers (Independent, Masked, Expanded)."""
     while hasattr(fn, "base_dist"):
         fn = fn.base_dist
-    return type(fn).__name__
+    return fn
+
+
+def _dist_name(fn: Any) -> str:
+    return type(_innermost(fn)).__name__
 
 
 def _first_bad(value: torch.Tensor, bad: torch.Tensor) -> str:
@@ -235,9 +240,7 @@ def _support_moves(fn: Any) -> bool:
     """Whether a distribution's support is computed from its parameters (``Uniform(0, theta)``) rather than
     fixed by its family (Bernoulli's {0, 1}, Beta's (0, 1)); wrappers (Independent, Masked, Expanded) are
     looked through."""
-    while hasattr(fn, "base_dist"):
-        fn = fn.base_dist
-    return isinstance(inspect.getattr_static(type(fn), "support", None), property)
+    return isinstance(inspect.getattr_static(type(_innermost(fn)), "support", None), property)
 
 
 def _confirm_support(model: Callable, data: dict, name: str, field: str, site: dict, bad: torch.Tensor) -> None:

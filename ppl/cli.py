@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
 from . import interrupts
-from .io import UsageError, read_data
+from .io import UsageError, first_line, read_data
 from .rundir import OutError, RunDirectory, run_directory
 
 EXIT_USAGE = 2
@@ -335,8 +335,8 @@ def _run(argv: Sequence[str] | None) -> int:
             text = f"{name}: {exc.problem}" if flag else str(exc)
             print(f"ppl: error: {text}", file=sys.stderr)
             return EXIT_USAGE
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"ppl: failed: {type(exc).__name__}: {message}", file=sys.stderr)
+        detail = f": {first_line(exc)}" if str(exc).strip() else ""
+        print(f"ppl: failed: {type(exc).__name__}{detail}", file=sys.stderr)
         return EXIT_FAILURE
 
 

@@ -57,9 +57,9 @@ def read_data(path: str | os.PathLike) -> dict[str, Any]:
     except ValueError as exc:
         if "digits" in str(exc) and "limit" in str(exc):  # Python's guard against huge integer literals
             raise UsageError(f"data file {str(path)!r} holds a number of more than 4300 digits") from None
-        raise UsageError(f"cannot read data file {str(path)!r}: {_first_line(exc)}") from None
+        raise UsageError(f"cannot read data file {str(path)!r}: {first_line(exc)}") from None
     except (OSError, ValueError, UnicodeDecodeError, zipfile.BadZipFile, EOFError) as exc:
-        raise UsageError(f"cannot read data file {str(path)!r}: {_first_line(exc)}") from None
+        raise UsageError(f"cannot read data file {str(path)!r}: {first_line(exc)}") from None
     raise UsageError(f"data file {str(path)!r}: unsupported format {suffix or '(none)'}; use .json, .csv or .npz")
 
 
@@ -73,7 +73,8 @@ def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
