@@ -26,7 +26,7 @@ import arviz as az
 import numpy as np
 
 from inference import fit
-from inference.fast_mcmc import run_fast_mcmc
+from inference.fast import run_fast_mcmc
 from inference.structure import inspect_model
 from ppl_models.registry import resolve
 

@@ -123,7 +123,7 @@ def run_mcmc(
                    jit_compile=jit_compile, step_size=step_size, trajectory_length=trajectory_length)
     notes: list[str] = []
     if backend == "fast":
-        from .fast_mcmc import NoStartingPoint, NotBatchable, run_fast_mcmc
+        from .fast import NoStartingPoint, NotBatchable, run_fast_mcmc
 
         try:
             return run_fast_mcmc(model, data, structure, method=method, seed=seed, progress=progress,
@@ -138,7 +138,7 @@ def run_mcmc(
             notes.append(f"fast backend unavailable ({exc}): ran Pyro's {method.upper()} kernels instead")
         except NotBatchable as exc:
             notes.append(f"fast backend unavailable ({exc}): ran Pyro's {method.upper()} kernels instead")
-    from .fast_mcmc import one_thread
+    from .fast import one_thread
 
     with one_thread():
         try:

@@ -106,6 +106,17 @@ def program_failure(exc: BaseException, program: Callable, role: str = "model") 
     return ModelError(f"{role} {name} raised {type(exc).__name__}{where}: {_first_line(exc)}")
 
 
+_SUITE = os.path.dirname(os.path.realpath(__file__)) + os.sep
+
+
+def program_line(exc: BaseException) -> str | None:
+    """Where in the user's program `exc` was raised, as ``"file.py:LINE"``: the innermost frame outside
+    torch, Pyro and the engines; None if there is none."""
+    user = [f for f in traceback.extract_tb(exc.__traceback__)
+            if not _in_library(f.filename) and not os.path.realpath(f.filename).startswith(_SUITE)]
+    return f"{os.path.basename(user[-1].filename)}:{user[-1].lineno}" if user else None
+
+
 def at_full_size(fn: Callable) -> Callable:
     """`fn` with every subsampled plate run at its full size while it runs (see `full_size_plates`)."""
 

@@ -348,29 +348,29 @@ def importance_posterior(post: Any, num_draws: int = 20_000, seed: int = 0, df: 
     import torch
     from scipy import optimize, stats
 
-    from inference.potential import BatchedPotential
+    from inference.fast import Potential
 
     dtype = torch.float64
     with _default_dtype(dtype):
         data = {k: (v.to(dtype) if hasattr(v, "is_floating_point") and v.is_floating_point() else v)
                 for k, v in post.data.items()}
-        potential = BatchedPotential(post.model, data, post.structure, num_chains=1, compile=False)
+        potential = Potential(post.model, data, post.structure, num_chains=1, compile=False)
 
         def energy(z: np.ndarray) -> tuple[float, np.ndarray]:
-            U, grad = potential._eager(torch.as_tensor(z, dtype=dtype).unsqueeze(0))
+            U, grad = potential.eager(torch.as_tensor(z, dtype=dtype).unsqueeze(0))
             return float(U[0]), grad[0].numpy()
 
         result = optimize.minimize(energy, np.zeros(potential.dim), jac=True, method="L-BFGS-B",
                                    options={"maxiter": 5000, "gtol": 1e-8})
         mode = torch.as_tensor(result.x, dtype=dtype)
-        hessian = torch.autograd.functional.hessian(lambda z: -potential._log_density(z.unsqueeze(0))[0], mode)
+        hessian = torch.autograd.functional.hessian(lambda z: -potential.one_chain_log_density(z), mode)
         cov = np.linalg.inv(0.5 * (hessian.numpy() + hessian.numpy().T)) * 1.2 ** 2
         proposal = stats.multivariate_t(loc=result.x, shape=cov, df=df, seed=seed)
         z = proposal.rvs(size=num_draws).reshape(num_draws, potential.dim)
         log_q = proposal.logpdf(z)
         zt = torch.as_tensor(z, dtype=dtype)
         with torch.no_grad():
-            log_p = torch.cat([potential._log_density(chunk) for chunk in zt.split(2000)]).numpy()
+            log_p = torch.cat([potential.log_density(chunk) for chunk in zt.split(2000)]).numpy()
             values = {k: v.numpy() for k, v in potential.constrain(zt).items()}
     log_w = np.where(np.isfinite(log_p), log_p - log_q, -np.inf)
     w = np.exp(log_w - log_w.max())

@@ -21,7 +21,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from inference.fast_mcmc import one_thread
+from inference.fast import one_thread
 
 from .rundir import run_directory
 from .report import ModelReport, describe_data, inline_svg, page

@@ -20,9 +20,9 @@ import torch
 from pyro.infer.mcmc.util import initialize_model
 
 from inference import fit
-from inference.batched_nuts import adaptation_windows, _leaf_checkpoints, run_chains
+from inference.fast.nuts import adaptation_windows, _leaf_checkpoints, run_chains
 from inference.mcmc import STAT_NAMES
-from inference.potential import BatchedPotential, is_numerical_failure
+from inference.fast.potential import Potential, is_numerical_failure
 from inference.structure import inspect_model
 
 
@@ -87,7 +87,7 @@ def test_batched_potential_matches_pyro_potential_fn():
     torch.manual_seed(0)
     X, y = torch.randn(30, 3), torch.randn(30)
     structure = inspect_model(regression, {"X": X, "y": y})
-    pot = BatchedPotential(regression, {"X": X, "y": y}, structure, num_chains=5)
+    pot = Potential(regression, {"X": X, "y": y}, structure, num_chains=5)
     _, potential_fn, transforms, _ = initialize_model(regression, model_kwargs={"X": X, "y": y})
     z = torch.randn(5, pot.dim)
     U, grad = pot.value_and_grad(z)
@@ -190,16 +190,34 @@ def test_same_seed_same_draws():
     assert not np.array_equal(a.samples["p"], c.samples["p"])
 
 
-def test_model_that_does_not_broadcast_falls_back_to_pyro():
+def test_a_model_that_does_not_broadcast_is_vectorised():
+    """``A @ mu`` fails under an outer chain plate; its one-chain graph vectorised runs on the fast path."""
     def matmul_model(y):
         mu = pyro.sample("mu", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
         with pyro.plate("N", 3):
             pyro.sample("y", dist.Normal(torch.ones(3, 2) @ mu, 1.0), obs=y)
 
-    post = fit(matmul_model, data={"y": [0.1, 0.2, 0.3]}, method="nuts", num_chains=1, num_samples=5, num_warmup=5,
+    post = fit(matmul_model, data={"y": [0.1, 0.2, 0.3]}, method="nuts", num_chains=2, num_samples=5, num_warmup=5,
                progress=False)
-    assert any("fast backend unavailable" in n for n in post.notes)
-    assert post.samples["mu"].shape == (1, 5, 2)
+    assert not any("unavailable" in n for n in post.notes)
+    assert any("(vectorised)" in n for n in post.notes)
+    assert post.samples["mu"].shape == (2, 5, 2)
+
+
+def test_control_flow_on_a_latent_value_falls_back_to_pyro_in_one_line():
+    """A branch on a latent value cannot be recorded once for every point: Pyro's kernels run it, and the
+    note says why in one line (no pasted trace)."""
+    def branching(y):
+        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        scale = 1.0 if float(mu) > 0 else 2.0
+        with pyro.plate("N", 3):
+            pyro.sample("y", dist.Normal(mu, scale), obs=y)
+
+    post = fit(branching, data={"y": [0.1, 0.2, 0.3]}, method="nuts", num_chains=2, num_samples=5, num_warmup=5,
+               progress=False)
+    fallback = [n for n in post.notes if "fast backend unavailable" in n]
+    assert len(fallback) == 1 and "\n" not in fallback[0] and len(fallback[0]) < 300, fallback
+    assert post.samples["mu"].shape == (2, 5)
 
 
 def test_enumerated_sites_are_summed_out_per_chain():
@@ -214,15 +232,15 @@ def test_enumerated_sites_are_summed_out_per_chain():
             pyro.sample("x", dist.Normal(z * 3.0, 1.0), obs=x)
 
     x = torch.tensor([0.1, 3.2, -0.3, 2.9, 1.4])
-    pot = BatchedPotential(mixture, {"x": x}, inspect_model(mixture, {"x": x}), num_chains=3)
+    pot = Potential(mixture, {"x": x}, inspect_model(mixture, {"x": x}), num_chains=3)
     z = torch.tensor([[-1.0], [0.2], [2.0]])  # unconstrained: w = sigmoid(z)
     w = torch.sigmoid(z[:, 0])
     normal = torch.distributions.Normal
     exact = (dist.Beta(2.0, 3.0).log_prob(w) + torch.log(w * torch.sigmoid(-z[:, 0]))
              + torch.logaddexp(torch.log(w)[:, None] + normal(3.0, 1.0).log_prob(x),
                                torch.log1p(-w)[:, None] + normal(0.0, 1.0).log_prob(x)).sum(-1))
-    torch.testing.assert_close(pot._log_density(z), exact, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(pot.unbatched_log_density(z), exact, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(pot.log_density(z), exact, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(pot.reference_log_density(z), exact, rtol=1e-5, atol=1e-5)
 
     post = fit(mixture, data={"x": x}, method="nuts", num_chains=2, num_samples=10, num_warmup=10, progress=False)
     assert any("compiled leapfrog step and trajectory" in n for n in post.notes), post.notes
@@ -256,14 +274,14 @@ def _correlated_points(n: int = 40, rho: float = 0.6) -> torch.Tensor:
 def test_a_failing_chain_gets_infinite_energy_and_the_others_their_values():
     x = _correlated_points()
     structure = inspect_model(correlation, {"x": x})
-    pot = BatchedPotential(correlation, {"x": x}, structure, num_chains=3)
+    pot = Potential(correlation, {"x": x}, structure, num_chains=3)
     # unconstrained z -> rho = 4 sigmoid(z) - 2: z = 0 gives rho = 0, z = 3 gives rho = 1.81 (not PD)
     z = torch.tensor([[0.0], [3.0], [0.5]])
     with pytest.raises(torch.linalg.LinAlgError):
-        pot._eager(z)  # the batch as a whole fails
+        pot.eager(z)  # the batch as a whole fails
     U, grad = pot.value_and_grad(z)
     assert math.isinf(float(U[1])) and float(grad[1].abs().sum()) == 0
-    reference = -pot.unbatched_log_density(z[[0, 2]])
+    reference = -pot.reference_log_density(z[[0, 2]])
     assert torch.allclose(U[[0, 2]], reference, rtol=1e-5)
     assert torch.isfinite(grad[[0, 2]]).all()
 
@@ -273,10 +291,10 @@ def test_compiled_steps_with_a_failing_chain_are_the_eager_ones():
     (`graph_passes.checks_as_output`). Where one chain's step leaves the positive-definite region, the
     compiled potential, the compiled leaf and the scripted tree give what the eager code gives: that chain
     gets U = inf (a divergence), the others their own values."""
-    from inference.batched_nuts import Leaf, Metric, NUTSKernel, _probe_state
+    from inference.fast.nuts import Leaf, Metric, NUTSKernel, _probe_state
 
     x = _correlated_points()
-    pot = BatchedPotential(correlation, {"x": x}, inspect_model(correlation, {"x": x}), num_chains=3)
+    pot = Potential(correlation, {"x": x}, inspect_model(correlation, {"x": x}), num_chains=3)
     gen = torch.Generator().manual_seed(0)
     z = torch.tensor([[0.0], [2.9], [0.5]])  # rho = 4 sigmoid(z) - 2: 0, 1.79 (fails), 0.49
     inside = torch.tensor([[0.0], [0.2], [0.5]])
@@ -284,8 +302,8 @@ def test_compiled_steps_with_a_failing_chain_are_the_eager_ones():
     U, grad = pot.value_and_grad(z)
     assert math.isinf(float(U[1])) and torch.equal(U, pot.per_chain(z)[0])
 
-    U, grad = pot._eager(inside)
-    leaf = Leaf(pot._eager, robust=pot.value_and_grad, is_failure=is_numerical_failure)
+    U, grad = pot.eager(inside)
+    leaf = Leaf(pot.eager, robust=pot.value_and_grad, is_failure=is_numerical_failure)
     assert leaf.compile([_probe_state(inside, U, grad, torch.ones(3, 1), gen, 6) for _ in range(2)])
     assert leaf.checked
     state = list(_probe_state(inside, U, grad, torch.ones(3, 1), gen, 6))
@@ -301,7 +319,7 @@ def test_compiled_steps_with_a_failing_chain_are_the_eager_ones():
     kernel = NUTSKernel(leaf, 6, 3, 1, z.dtype)
     step = torch.full((3, 1), 0.9)
     assert kernel.compile_tree(metric, inside, U, grad, step, gen) and kernel.scripted, kernel.why_not_scripted
-    python_kernel = NUTSKernel(Leaf(pot._eager, robust=pot.value_and_grad, is_failure=is_numerical_failure),
+    python_kernel = NUTSKernel(Leaf(pot.eager, robust=pot.value_and_grad, is_failure=is_numerical_failure),
                                6, 3, 1, z.dtype)
     zc, Uc, gc = inside, U, grad
     divergences = 0
@@ -441,24 +459,24 @@ def test_default_metric_is_dense_for_small_models_and_diagonal_for_larger_ones()
 def test_compiled_trajectory_is_the_python_tree(full_mass):
     """The TorchScript tree (compiled leaf inside) against the plain-Python `TreeBuilder` on the same draws:
     the same proposals, step counts, depths and divergences, transition after transition."""
-    from inference.batched_nuts import Leaf, Metric, NUTSKernel, _probe_state
+    from inference.fast.nuts import Leaf, Metric, NUTSKernel, _probe_state
 
     X = torch.randn(30, 3, generator=torch.Generator().manual_seed(0))
     data = {"X": X, "y": X @ torch.tensor([1.0, -2.0, 0.5]) + 0.3 * torch.randn(30)}
     structure = inspect_model(regression, data)
-    pot = BatchedPotential(regression, data, structure, num_chains=4)
+    pot = Potential(regression, data, structure, num_chains=4)
     gen = torch.Generator().manual_seed(5)
     z = torch.randn(4, pot.dim, generator=gen)
     U, grad = pot.value_and_grad(z)
     D = pot.dim
     inverse_mass = (torch.eye(D) * 0.05).expand(4, D, D).clone() if full_mass else torch.full((4, D), 0.05)
     metric = Metric(inverse_mass)
-    leaf = Leaf(pot._eager, robust=pot.value_and_grad)
+    leaf = Leaf(pot.eager, robust=pot.value_and_grad)
     assert leaf.compile([_probe_state(z, U, grad, inverse_mass, gen, 6) for _ in range(2)])
     kernel = NUTSKernel(leaf, 6, 4, D, z.dtype)
     step = torch.full((4, 1), 0.3)
     assert kernel.compile_tree(metric, z, U, grad, step, gen) and kernel.scripted, kernel.why_not_scripted
-    python_kernel = NUTSKernel(Leaf(pot._eager, robust=pot.value_and_grad), 6, 4, D, z.dtype)
+    python_kernel = NUTSKernel(Leaf(pot.eager, robust=pot.value_and_grad), 6, 4, D, z.dtype)
     depths = []
     for _ in range(15):
         seed = int(torch.randint(0, 2**31, (1,), generator=gen))
@@ -476,16 +494,16 @@ def test_compiled_trajectory_is_the_python_tree(full_mass):
 def test_step_size_search_through_the_compiled_leaf_is_the_eager_one():
     """Stan's step-size heuristic runs its leapfrog steps through the compiled leaf when there is one: the
     same step sizes as through the eager gradient, from the same momentum."""
-    from inference.batched_nuts import Integrator, Leaf, Metric, _probe_state, find_reasonable_step_size
+    from inference.fast.nuts import Integrator, Leaf, Metric, _probe_state, find_reasonable_step_size
 
     X = torch.randn(30, 3, generator=torch.Generator().manual_seed(0))
     data = {"X": X, "y": X @ torch.tensor([1.0, -2.0, 0.5]) + 0.3 * torch.randn(30)}
-    pot = BatchedPotential(regression, data, inspect_model(regression, data), num_chains=4)
+    pot = Potential(regression, data, inspect_model(regression, data), num_chains=4)
     gen = torch.Generator().manual_seed(3)
     z = torch.randn(4, pot.dim, generator=gen)
     U, grad = pot.value_and_grad(z)
     inverse_mass = torch.rand(4, pot.dim, generator=gen) + 0.05
-    leaf = Leaf(pot._eager, robust=pot.value_and_grad)
+    leaf = Leaf(pot.eager, robust=pot.value_and_grad)
     assert leaf.compile([_probe_state(z, U, grad, inverse_mass, gen, 6) for _ in range(2)])
     integrator = Integrator(pot.value_and_grad, Metric(inverse_mass))
     start = torch.tensor([[1e-3], [0.1], [1.0], [30.0]])

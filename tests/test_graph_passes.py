@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from inference.graph_passes import checks_as_output, count_operations, has_checks, record, simplify
+from inference.fast.graph_passes import checks_as_output, count_operations, has_checks, record, simplify
 
 aten = torch.ops.aten
 

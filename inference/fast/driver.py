@@ -1,9 +1,9 @@
-"""The fast MCMC backend: every chain in one batch (`batched_nuts`) on a compiled batched potential (`potential`).
+"""The fast MCMC backend's run: every chain in one batch (`nuts`) on a compiled batched potential (`potential`).
 
 `run_fast_mcmc` has the same contract as `mcmc.run_mcmc`: draws ``(chain, draw, *site_shape)`` of every
 continuous latent site in the model's own (constrained) space, and the same per-draw statistics. It raises
-`NotBatchable` when the model cannot run this way (a model that does not broadcast over an outer plate,
-enumerated sites that do not sum out per chain); the caller then falls back to Pyro's kernels.
+`NotBatchable` (one line: what failed) when the model cannot run this way (its recorded potential does not
+reproduce a plain trace of it, or recording it failed); the caller then falls back to Pyro's kernels.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .batched_nuts import run_chains
-from .potential import BatchedPotential, NotBatchable, is_numerical_failure
-from .warm_start import laplace
-from .structure import ModelStructure
+from .nuts import run_chains
+from .potential import NotBatchable, Potential, _short, is_numerical_failure
+from ..structure import ModelStructure
+from ..warm_start import laplace
 
 __all__ = ["run_fast_mcmc", "NotBatchable", "NoStartingPoint", "DENSE_MAX_DIM", "DENSE_MIN_CONDITION"]
 
@@ -41,37 +41,27 @@ DENSE_MAX_DIM = 10
 DENSE_MIN_CONDITION = 20.0
 
 
-def _log_density_or_minus_inf(potential: BatchedPotential, z: torch.Tensor) -> torch.Tensor:
-    """The batched log density; where it fails numerically, each chain's own, -inf where that fails."""
-    try:
-        return potential._log_density(z)
-    except Exception as exc:
-        if not is_numerical_failure(exc):
-            raise
+def _log_density_or_minus_inf(potential: Potential, z: torch.Tensor) -> torch.Tensor:
+    """Each row's log density by one plain trace of the program; -inf where it fails numerically."""
     lp = z.new_full(z.shape[:1], -math.inf)
     for c in range(z.shape[0]):
         try:
-            lp[c] = potential._log_density(z[c:c + 1])[0]
+            lp[c] = potential.one_chain_log_density(z[c])
         except Exception as exc:
             if not is_numerical_failure(exc):
-                raise
+                raise NotBatchable(f"the model failed at a random starting point ({_short(exc)})") from exc
     return lp
 
 
-def _initial_points(potential: BatchedPotential, C: int, generator: torch.Generator, radius: float = 2.0,
+def _initial_points(potential: Potential, C: int, generator: torch.Generator, radius: float = 2.0,
                     tries: int = 100) -> torch.Tensor:
     """Uniform(-radius, radius) in unconstrained space, as Pyro's `init_to_uniform`, redrawn for any
     chain whose log density is not finite."""
     dtype = potential.dtype
     z = (torch.rand(C, potential.dim, generator=generator, dtype=dtype) * 2 - 1) * radius
     for _ in range(tries):
-        try:
-            with torch.no_grad():
-                lp = _log_density_or_minus_inf(potential, z)
-        except NotBatchable:
-            raise
-        except Exception as exc:
-            raise NotBatchable(f"the model fails under an outer chain plate ({type(exc).__name__}: {exc})") from exc
+        with torch.no_grad():
+            lp = _log_density_or_minus_inf(potential, z)
         bad = ~torch.isfinite(lp)
         if not bool(bad.any()):
             return z
@@ -90,7 +80,7 @@ def run_fast_mcmc(model: Callable, data: dict, structure: ModelStructure, *, met
                   num_chains: int = 4, num_samples: int = 1000, num_warmup: int = 1000, target_accept: float = 0.8,
                   max_tree_depth: int = 10, full_mass: bool | None = None, jit_compile: bool = False,
                   step_size: float = 1.0, trajectory_length: float | None = None, progress: bool = True,
-                  compile: bool = True, warm_start: bool = True
+                  compile: bool = True, warm_start: bool = True, batching: str = "auto", compiler: str = "auto"
                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
     """Run `num_chains` chains of NUTS or HMC as one batch; returns (samples, sample_stats, notes).
 
@@ -100,12 +90,15 @@ def run_fast_mcmc(model: Callable, data: dict, structure: ModelStructure, *, met
     finds a correlation matrix of condition number at least `DENSE_MIN_CONDITION`, a diagonal one otherwise.
     ``warm_start`` starts warm-up from the curvature at the mode instead of the identity metric
     (`warm_start.laplace`; the chains still start from dispersed random points).
+    ``batching`` (`potential.BATCHINGS`) and ``compiler`` (`compile.COMPILERS`) pick how the chain
+    dimension is added and what compiles; the defaults pick by themselves.
     """
     with one_thread():
         return _run(model, data, structure, method=method, seed=seed, num_chains=num_chains, num_samples=num_samples,
                     num_warmup=num_warmup, target_accept=target_accept, max_tree_depth=max_tree_depth,
                     full_mass=full_mass, step_size=step_size, trajectory_length=trajectory_length,
-                    progress=progress, compile=compile, warm_start=warm_start)
+                    progress=progress, compile=compile, warm_start=warm_start, batching=batching,
+                    compiler=compiler)
 
 
 @contextlib.contextmanager
@@ -123,14 +116,15 @@ def one_thread():
 
 
 def _run(model, data, structure, *, method, seed, num_chains, num_samples, num_warmup, target_accept,
-         max_tree_depth, full_mass, step_size, trajectory_length, progress, compile, warm_start):
+         max_tree_depth, full_mass, step_size, trajectory_length, progress, compile, warm_start, batching,
+         compiler):
     generator = torch.Generator().manual_seed(int(seed))
-    potential = BatchedPotential(model, data, structure, num_chains, compile=compile)
+    potential = Potential(model, data, structure, num_chains, compile=compile, batching=batching, compiler=compiler)
     auto_metric = full_mass is None
     if auto_metric:  # see DENSE_MAX_DIM (in one dimension both are the same metric)
         full_mass = 1 < potential.dim <= DENSE_MAX_DIM
     z0 = _initial_points(potential, num_chains, generator)
-    potential.check_batching(z0)
+    potential.prepare(z0)
     how_compiled = ["eager potential" if method == "hmc" else "eager leapfrog step"]
     if method == "hmc" and compile:  # HMC calls the potential itself; NUTS compiles its whole leaf step instead
         probe = z0 + 0.1 * torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
@@ -155,22 +149,22 @@ def _run(model, data, structure, *, method, seed, num_chains, num_samples, num_w
                               num_warmup=num_warmup, target_accept=target_accept, max_tree_depth=max_tree_depth,
                               full_mass=full_mass, step_size=step_size, trajectory_length=trajectory_length,
                               generator=generator, progress=progress,
-                              traceable=potential._eager if compile and method == "nuts" else None,
+                              traceable=potential.eager if compile and method == "nuts" else None,
                               is_failure=is_numerical_failure,
                               on_compiled=record if method == "nuts" else None,
-                              initial_inverse_mass=initial_inverse_mass)
+                              initial_inverse_mass=initial_inverse_mass, compiler=compiler)
     with torch.no_grad():
         values = potential.constrain(draws)
     samples = {name: v.detach().cpu().numpy() for name, v in values.items()}
-    note = (f"fast backend: {num_chains} chains advanced as one batch, {how_compiled[0]}, "
+    note = (f"fast backend: {num_chains} chains advanced as one batch ({potential.batching}), {how_compiled[0]}, "
             f"{'dense' if full_mass else 'diagonal'} mass matrix")
     return samples, stats, [note] + ([warm_note] if warm_note else [])
 
 
-def _robust_eager(potential: BatchedPotential, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _robust_eager(potential: Potential, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(U, dU/dz) at any number of points, uncompiled; chains whose arithmetic fails get U = inf."""
     try:
-        return potential._eager(z)
+        return potential.eager(z)
     except Exception as exc:
         if not is_numerical_failure(exc):
             raise

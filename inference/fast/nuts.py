@@ -43,6 +43,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .compile import compile_graph, compile_loop
 from .graph_passes import checks_as_output, has_checks, record, simplify
 
 MAX_DELTA_ENERGY = 1000.0
@@ -172,8 +173,9 @@ class Leaf:
     """
 
     def __init__(self, value_and_grad: ValueAndGrad, robust: ValueAndGrad | None = None,
-                 is_failure: Callable[[BaseException], bool] | None = None):
+                 is_failure: Callable[[BaseException], bool] | None = None, compiler: str = "auto"):
         self.value_and_grad = value_and_grad
+        self.compiler = compiler              # see `compile.COMPILERS`
         self.robust = robust                  # evaluates chain by chain when the batch fails numerically
         self.is_failure = is_failure or (lambda exc: False)
         self.compiled: Callable | None = None
@@ -257,7 +259,7 @@ class Leaf:
                     graph = checks_as_output(graph)
                     if has_checks(graph):  # checks of another kind: stay eager
                         return False
-                compiled = torch.jit.trace(graph, tuple(t.clone() for t in examples[0]), check_trace=False)
+                compiled = compile_graph(graph, examples[0], self.compiler)
                 wants = [self.eager(*example) for example in examples]
                 for _ in range(2):  # twice: the profiling executor's first call profiles, the next optimises
                     for example, want in zip(examples, wants):
@@ -467,8 +469,11 @@ class NUTSKernel:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                scripted = torch.jit.script(TreeBuilder(self.leaf.scriptable(), self.max_tree_depth, self.C, self.D,
-                                                       self.dtype))
+                scripted = compile_loop(TreeBuilder(self.leaf.scriptable(), self.max_tree_depth, self.C, self.D,
+                                                    self.dtype), self.leaf.compiler)
+                if scripted is None:
+                    self.why_not_scripted = "the compiler runs the doubling loop in Python"
+                    return False
                 for attempt in range(5):
                     try:
                         same = self._check_tree(scripted, metric, z, U, grad, step_size, generator)
@@ -693,7 +698,8 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
                traceable: ValueAndGrad | None = None,
                is_failure: Callable[[BaseException], bool] | None = None,
                on_compiled: Callable[[str], None] | None = None,
-               initial_inverse_mass: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+               initial_inverse_mass: torch.Tensor | None = None,
+               compiler: str = "auto") -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """Warm up and sample every chain of ``z0`` ``(C, D)`` together.
 
     `value_and_grad` gives (U, dU/dz) for a ``(C, D)`` batch. `traceable`, if given, is a version of it
@@ -701,7 +707,7 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
     compiled around it, and the doubling loop around that (``on_compiled`` is told which parts are
     compiled). When a leaf step raises an exception that ``is_failure`` accepts (a numerical failure of
     one chain), the step is redone with `value_and_grad`, which must then evaluate the chains one by one
-    (see `BatchedPotential.per_chain`).
+    (see `BatchedPotential.per_chain`). `compiler` names the implementation of `compile` that compiles.
 
     `initial_inverse_mass` (``(C, D)``, or ``(C, D, D)`` with `full_mass`) is the metric warm-up starts
     from instead of the identity (see `warm_start`).
@@ -722,7 +728,7 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
     z = z0
     U, grad = value_and_grad(z)
     leaf = Leaf(traceable if traceable is not None else value_and_grad, robust=value_and_grad,
-                is_failure=is_failure)
+                is_failure=is_failure, compiler=compiler)
     if method == "nuts" and traceable is not None:
         leaf.compile([_probe_state(z, U, grad, inverse_mass, generator, max(max_tree_depth, 1))
                       for _ in range(2)])

@@ -1,0 +1,20 @@
+"""The fast MCMC backend, sealed: every chain of NUTS or HMC advanced as one batch on a compiled potential.
+
+The rest of the suite calls `run_fast_mcmc` (and reads the names below); nothing outside this package uses
+its modules' private names. Inside, one job per module:
+
+- `potential`: the model's potential energy and gradient at a batch of flat unconstrained points, the
+  chain dimension added by vectorising one chain's recorded potential (or, where it is measured faster, by
+  an outer chain plate);
+- `graph_passes`: recording a tensor function into an FX graph, and shrinking that graph;
+- `compile`: the one seam through which graphs and the doubling loop are compiled (TorchScript or Python);
+- `nuts`: the batched integrator, NUTS tree and HMC transition, the warm-up's adaptation, the sampling loop;
+- `driver`: starting points, the warm start, the metric choice, and the run itself.
+"""
+
+from .compile import COMPILERS
+from .driver import DENSE_MAX_DIM, DENSE_MIN_CONDITION, NoStartingPoint, NotBatchable, one_thread, run_fast_mcmc
+from .potential import Potential
+
+__all__ = ["run_fast_mcmc", "NotBatchable", "NoStartingPoint", "one_thread", "Potential", "COMPILERS",
+           "DENSE_MAX_DIM", "DENSE_MIN_CONDITION"]
