@@ -1,4 +1,4 @@
-"""NUTS and HMC: the fast batched backend (`fast_mcmc`, the default) or Pyro's own kernels (the reference path,
+"""NUTS and HMC: the fast batched backend (`inference.fast`, the default) or Pyro's own kernels (the reference path,
 ``backend="pyro"``), one chain after another.
 
 Pyro's kernels keep the per-transition statistics ArviZ wants (acceptance, tree depth, energy) in local
@@ -111,12 +111,14 @@ def run_mcmc(
     progress: bool = True,
     backend: str = "fast",
     warm_start: bool = True,
+    batching: str = "auto",
+    compiler: str = "auto",
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
     """Run `num_chains` chains of NUTS or HMC; return draws and statistics shaped (chain, draw, ...) and notes.
 
-    ``backend="fast"`` runs every chain at once on the batched sampler (`fast_mcmc`); if the model cannot
-    run that way, this falls back to Pyro's kernels and says why in the notes. ``backend="pyro"`` runs
-    Pyro's own kernels, one chain after another.
+    ``backend="fast"`` runs every chain at once on the batched sampler (`inference.fast`); if the model
+    cannot run that way, this falls back to Pyro's kernels and says why, in one line, in the notes.
+    ``backend="pyro"`` runs Pyro's own kernels, one chain after another.
     """
     options = dict(num_chains=num_chains, num_samples=num_samples, num_warmup=num_warmup,
                    target_accept=target_accept, max_tree_depth=max_tree_depth, full_mass=full_mass,
@@ -127,7 +129,7 @@ def run_mcmc(
 
         try:
             return run_fast_mcmc(model, data, structure, method=method, seed=seed, progress=progress,
-                                 warm_start=warm_start, **options)
+                                 warm_start=warm_start, batching=batching, compiler=compiler, **options)
         except NoStartingPoint as exc:
             from .evidence import diagnose_start
 

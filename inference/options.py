@@ -33,6 +33,9 @@ METHODS = ("nuts", "hmc", "svi", "map", "mle")
 MCMC = ("nuts", "hmc")
 BACKENDS = ("fast", "pyro")
 GUIDES = ("normal", "mvn", "delta")
+# the fast backend's ways of batching the chains and of compiling (`inference.fast.BATCHINGS`, `COMPILERS`)
+BATCHINGS = ("auto", "vectorised", "chain plate")
+COMPILERS = ("auto", "torchscript", "python")
 OPTIMIZERS = ("lbfgs", "adam")
 
 SEED_MAX = 2**32 - 1  # NumPy's seed range: every engine's generator accepts any seed in [0, SEED_MAX]
@@ -181,6 +184,13 @@ ENGINE_OPTIONS: tuple[EngineOption, ...] = (
                  choices=BACKENDS),
     EngineOption("warm_start", "bool", _all(MCMC, True),
                  "the fast backend's warm-up starts from the curvature at the mode"),
+    EngineOption("batching", "choice", _all(MCMC, "auto"),
+                 "how the fast backend batches the chains: 'vectorised' (one chain's potential, vmapped: any "
+                 "program), 'chain plate' (an outer plate: programs that broadcast); 'auto': the plate where it works",
+                 choices=BATCHINGS),
+    EngineOption("compiler", "choice", _all(MCMC, "auto"),
+                 "what compiles the fast backend's leapfrog step: 'torchscript', 'python' (no TorchScript); "
+                 "'auto': TorchScript where torch has it", choices=COMPILERS),
     EngineOption("guide", "choice", {"svi": None},
                  "'normal', 'mvn', 'delta' or a guide callable; None: the model's own guide, else 'normal'",
                  choices=GUIDES, callable_ok=True, none_ok=True),

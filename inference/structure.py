@@ -113,7 +113,8 @@ def program_line(exc: BaseException) -> str | None:
     """Where in the user's program `exc` was raised, as ``"file.py:LINE"``: the innermost frame outside
     torch, Pyro and the engines; None if there is none."""
     user = [f for f in traceback.extract_tb(exc.__traceback__)
-            if not _in_library(f.filename) and not os.path.realpath(f.filename).startswith(_SUITE)]
+            if not _in_library(f.filename) and not os.path.realpath(f.filename).startswith(_SUITE)
+            and not f.filename.startswith("<eval_with_key>")]  # (not code torch.fx generated)
     return f"{os.path.basename(user[-1].filename)}:{user[-1].lineno}" if user else None
 
 

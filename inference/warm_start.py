@@ -15,7 +15,7 @@ metric from the chains' own draws, as it would from the identity; the sampling p
 with a fixed metric and step size, so the draws' distribution is unchanged. Where there is no usable
 mode (the optimiser runs off towards a boundary, the curvature is not positive definite, too many
 dimensions for a dense Hessian) the identity is used, as in Stan, and the note says so. The Laplace
-variances also scale the regularisation of the windowed metric estimates (`batched_nuts.WindowedCovariance`).
+variances also scale the regularisation of the windowed metric estimates (`fast.adaptation.WindowedCovariance`).
 
     >>> import torch
     >>> from inference.warm_start import curvature_metric

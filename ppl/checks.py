@@ -355,6 +355,8 @@ def importance_posterior(post: Any, num_draws: int = 20_000, seed: int = 0, df: 
         data = {k: (v.to(dtype) if hasattr(v, "is_floating_point") and v.is_floating_point() else v)
                 for k, v in post.data.items()}
         potential = Potential(post.model, data, post.structure, num_chains=1, compile=False)
+        potential.prepare(0.5 * torch.randn(3, potential.dim, dtype=dtype,
+                                            generator=torch.Generator().manual_seed(seed)))
 
         def energy(z: np.ndarray) -> tuple[float, np.ndarray]:
             U, grad = potential.eager(torch.as_tensor(z, dtype=dtype).unsqueeze(0))

@@ -20,7 +20,9 @@ import torch
 from pyro.infer.mcmc.util import initialize_model
 
 from inference import fit
-from inference.fast.nuts import adaptation_windows, _leaf_checkpoints, run_chains
+from inference.fast.adaptation import adaptation_windows
+from inference.fast.sampler import run_chains
+from inference.fast.tree import leaf_checkpoints
 from inference.mcmc import STAT_NAMES
 from inference.fast.potential import Potential, is_numerical_failure
 from inference.structure import inspect_model
@@ -70,10 +72,10 @@ def _scalars(samples):
 # ---- pieces ---------------------------------------------------------------------------------------------
 def test_checkpoint_indices_follow_numpyro():
     # NumPyro's comments: 6 -> (3, 2) (no check), 7 -> (0, 2), 13 -> (2, 2)
-    assert _leaf_checkpoints(6) == (3, 2)
-    assert _leaf_checkpoints(7) == (0, 2)
-    assert _leaf_checkpoints(13) == (2, 2)
-    assert _leaf_checkpoints(1) == (0, 0)
+    assert leaf_checkpoints(6) == (3, 2)
+    assert leaf_checkpoints(7) == (0, 2)
+    assert leaf_checkpoints(13) == (2, 2)
+    assert leaf_checkpoints(1) == (0, 0)
 
 
 def test_adaptation_windows_match_stan():
@@ -291,7 +293,8 @@ def test_compiled_steps_with_a_failing_chain_are_the_eager_ones():
     (`graph_passes.checks_as_output`). Where one chain's step leaves the positive-definite region, the
     compiled potential, the compiled leaf and the scripted tree give what the eager code gives: that chain
     gets U = inf (a divergence), the others their own values."""
-    from inference.fast.nuts import Leaf, Metric, NUTSKernel, _probe_state
+    from inference.fast.sampler import probe_state
+    from inference.fast.tree import Leaf, Metric, NUTSKernel, leaf_step
 
     x = _correlated_points()
     pot = Potential(correlation, {"x": x}, inspect_model(correlation, {"x": x}), num_chains=3)
@@ -304,16 +307,16 @@ def test_compiled_steps_with_a_failing_chain_are_the_eager_ones():
 
     U, grad = pot.eager(inside)
     leaf = Leaf(pot.eager, robust=pot.value_and_grad, is_failure=is_numerical_failure)
-    assert leaf.compile([_probe_state(inside, U, grad, torch.ones(3, 1), gen, 6) for _ in range(2)])
+    assert leaf.compile([probe_state(inside, U, grad, torch.ones(3, 1), gen, 6) for _ in range(2)])
     assert leaf.checked
-    state = list(_probe_state(inside, U, grad, torch.ones(3, 1), gen, 6))
-    state[1] = torch.tensor([[0.0], [30.0], [0.0]])        # chain 1's momentum carries it past rho = 1
-    state[4] = torch.full((3, 1), 0.1)
-    state[7] = torch.ones(3, dtype=torch.bool)              # every chain active
-    assert bool(leaf.compiled(*state)[-1])                  # the compiled step flags the failure ...
-    got, want = leaf(*state), leaf._step(pot.value_and_grad, *state)
+    state, subtree, leaf_input = probe_state(inside, U, grad, torch.ones(3, 1), gen, 6)
+    state = state._replace(r=torch.tensor([[0.0], [30.0], [0.0]]),  # chain 1's momentum carries it past rho = 1
+                           active=torch.ones(3, dtype=torch.bool))  # every chain active
+    subtree = subtree._replace(step=torch.full((3, 1), 0.1))
+    assert bool(leaf.compiled.run(state, subtree, leaf_input)[1])  # the compiled step flags the failure ...
+    got, want = leaf(state, subtree, leaf_input), leaf_step(pot.value_and_grad, state, subtree, leaf_input)
     assert all(torch.equal(a, b) for a, b in zip(got, want))  # ... and the leaf gives the eager step's result
-    assert bool(got[9][1]) and not bool(got[9][[0, 2]].any())  # chain 1 alone diverged
+    assert bool(got.diverging[1]) and not bool(got.diverging[[0, 2]].any())  # chain 1 alone diverged
 
     metric = Metric(torch.ones(3, 1))
     kernel = NUTSKernel(leaf, 6, 3, 1, z.dtype)
@@ -459,7 +462,8 @@ def test_default_metric_is_dense_for_small_models_and_diagonal_for_larger_ones()
 def test_compiled_trajectory_is_the_python_tree(full_mass):
     """The TorchScript tree (compiled leaf inside) against the plain-Python `TreeBuilder` on the same draws:
     the same proposals, step counts, depths and divergences, transition after transition."""
-    from inference.fast.nuts import Leaf, Metric, NUTSKernel, _probe_state
+    from inference.fast.sampler import probe_state
+    from inference.fast.tree import Leaf, Metric, NUTSKernel
 
     X = torch.randn(30, 3, generator=torch.Generator().manual_seed(0))
     data = {"X": X, "y": X @ torch.tensor([1.0, -2.0, 0.5]) + 0.3 * torch.randn(30)}
@@ -472,7 +476,7 @@ def test_compiled_trajectory_is_the_python_tree(full_mass):
     inverse_mass = (torch.eye(D) * 0.05).expand(4, D, D).clone() if full_mass else torch.full((4, D), 0.05)
     metric = Metric(inverse_mass)
     leaf = Leaf(pot.eager, robust=pot.value_and_grad)
-    assert leaf.compile([_probe_state(z, U, grad, inverse_mass, gen, 6) for _ in range(2)])
+    assert leaf.compile([probe_state(z, U, grad, inverse_mass, gen, 6) for _ in range(2)])
     kernel = NUTSKernel(leaf, 6, 4, D, z.dtype)
     step = torch.full((4, 1), 0.3)
     assert kernel.compile_tree(metric, z, U, grad, step, gen) and kernel.scripted, kernel.why_not_scripted
@@ -494,7 +498,9 @@ def test_compiled_trajectory_is_the_python_tree(full_mass):
 def test_step_size_search_through_the_compiled_leaf_is_the_eager_one():
     """Stan's step-size heuristic runs its leapfrog steps through the compiled leaf when there is one: the
     same step sizes as through the eager gradient, from the same momentum."""
-    from inference.fast.nuts import Integrator, Leaf, Metric, _probe_state, find_reasonable_step_size
+    from inference.fast.adaptation import find_reasonable_step_size
+    from inference.fast.sampler import probe_state
+    from inference.fast.tree import Integrator, Leaf, Metric
 
     X = torch.randn(30, 3, generator=torch.Generator().manual_seed(0))
     data = {"X": X, "y": X @ torch.tensor([1.0, -2.0, 0.5]) + 0.3 * torch.randn(30)}
@@ -504,7 +510,7 @@ def test_step_size_search_through_the_compiled_leaf_is_the_eager_one():
     U, grad = pot.value_and_grad(z)
     inverse_mass = torch.rand(4, pot.dim, generator=gen) + 0.05
     leaf = Leaf(pot.eager, robust=pot.value_and_grad)
-    assert leaf.compile([_probe_state(z, U, grad, inverse_mass, gen, 6) for _ in range(2)])
+    assert leaf.compile([probe_state(z, U, grad, inverse_mass, gen, 6) for _ in range(2)])
     integrator = Integrator(pot.value_and_grad, Metric(inverse_mass))
     start = torch.tensor([[1e-3], [0.1], [1.0], [30.0]])
     compiled = find_reasonable_step_size(integrator, z, U, grad, start, torch.Generator().manual_seed(1), leaf)

@@ -8,13 +8,16 @@ its modules' private names. Inside, one job per module:
   an outer chain plate);
 - `graph_passes`: recording a tensor function into an FX graph, and shrinking that graph;
 - `compile`: the one seam through which graphs and the doubling loop are compiled (TorchScript or Python);
-- `nuts`: the batched integrator, NUTS tree and HMC transition, the warm-up's adaptation, the sampling loop;
+- `state`: the named tuples a NUTS leaf step reads and returns, and a transition's result;
+- `tree`: the batched integrator, the NUTS leaf step and tree, the HMC transition;
+- `adaptation`: the warm-up's step-size search, dual averaging and windowed mass-matrix estimates;
+- `sampler`: the sampling loop, warm-up and draws;
 - `driver`: starting points, the warm start, the metric choice, and the run itself.
 """
 
 from .compile import COMPILERS
 from .driver import DENSE_MAX_DIM, DENSE_MIN_CONDITION, NoStartingPoint, NotBatchable, one_thread, run_fast_mcmc
-from .potential import Potential
+from .potential import BATCHINGS, Potential
 
-__all__ = ["run_fast_mcmc", "NotBatchable", "NoStartingPoint", "one_thread", "Potential", "COMPILERS",
+__all__ = ["run_fast_mcmc", "NotBatchable", "NoStartingPoint", "one_thread", "Potential", "BATCHINGS", "COMPILERS",
            "DENSE_MAX_DIM", "DENSE_MIN_CONDITION"]

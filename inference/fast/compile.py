@@ -4,7 +4,7 @@ doubling loop around a compiled leaf step.
 Two implementations, picked by name (`COMPILERS`):
 
 - ``"torchscript"``: the graph is run by TorchScript's executor (``torch.jit.trace`` of the FX graph), the
-  doubling loop is scripted (``torch.jit.script`` of `nuts.TreeBuilder`), so a whole NUTS transition is one
+  doubling loop is scripted (``torch.jit.script`` of `tree.TreeBuilder`), so a whole NUTS transition is one
   call from Python. The fastest on this machine (benchmarks/README.md), but torch 2.13 marks
   ``torch.jit.trace`` and ``torch.jit.script`` deprecated.
 - ``"python"``: no TorchScript at all. The simplified FX graph is itself the compiled function (its

@@ -1,4 +1,4 @@
-"""The fast MCMC backend's run: every chain in one batch (`nuts`) on a compiled batched potential (`potential`).
+"""The fast MCMC backend's run: every chain in one batch (`sampler`) on a compiled batched potential (`potential`).
 
 `run_fast_mcmc` has the same contract as `mcmc.run_mcmc`: draws ``(chain, draw, *site_shape)`` of every
 continuous latent site in the model's own (constrained) space, and the same per-draw statistics. It raises
@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .nuts import run_chains
+from .sampler import run_chains
 from .potential import NotBatchable, Potential, _short, is_numerical_failure
 from ..structure import ModelStructure
 from ..warm_start import laplace

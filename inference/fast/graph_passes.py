@@ -1,6 +1,6 @@
 """Shrink a recorded leapfrog-step graph before TorchScript runs it.
 
-`batched_nuts.Leaf.compile` records one NUTS leaf step, the model's gradient included, with ``make_fx``
+`tree.Leaf.compile` records one NUTS leaf step, the model's gradient included, with ``make_fx``
 into a graph of some 150-250 ATen operations. On CPU at MCMC's tensor sizes an operation costs about
 1.5 microseconds of dispatch whatever it computes, so the step's time is close to proportional to the
 number of operations, and many of them compute nothing new on each call:
@@ -31,6 +31,7 @@ caller still compares the compiled step with the eager one on probe states befor
 from __future__ import annotations
 
 import contextlib
+import operator
 
 import torch
 import torch.fx as fx
@@ -70,7 +71,8 @@ def _data_only_scalars(proxy_tensor):
     """While recording, a Python number read from a tensor that depends on no input of the function
     (``int(y.max())`` of the data in a label check, ``float(x.std())`` of a covariate standardised inside
     the model) is read from the real tensor and recorded as the constant it is, instead of stopping the
-    recording as data-dependent control flow. Only values computed from the graph's constants, none of
+    recording as data-dependent control flow; so is the index of a sequential ``for i in pyro.plate(...)``,
+    which Pyro reads from its index tensor. Only values computed from the graph's constants, none of
     them random: a number read from anything downstream of an input (the latent values) still stops it,
     and the caller stays eager. (Without this, any model that inspects its data this way ran its NUTS leaf
     step eagerly: the softmax regression and the two-class classifier.)"""
@@ -84,8 +86,10 @@ def _data_only_scalars(proxy_tensor):
         if node not in seen:
             seen[node] = False  # (cut cycles, of which a graph has none)
             seen[node] = node.op == "get_attr" or (
-                node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
-                and torch.Tag.nondeterministic_seeded not in node.target.tags
+                node.op == "call_function" and (
+                    node.target is operator.getitem  # (an element of a multi-output op: `unbind` of an index)
+                    or isinstance(node.target, torch._ops.OpOverload)
+                    and torch.Tag.nondeterministic_seeded not in node.target.tags)
                 and all(constant_only(n, seen) for n in node.all_input_nodes))
         return seen[node]
 

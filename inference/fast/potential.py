@@ -195,12 +195,19 @@ class Potential:
                                          value.dim() - site["fn"].event_dim, transform, offset, size))
             offset += size
         self.dim = offset
+        # the latent values' own float type: a program that computes in float64 (``examples/lkj.py`` makes
+        # its data double and its priors follow) is evaluated in float64
+        floats = [site["value"].dtype for name, site in structure.trace.nodes.items()
+                  if name in continuous and site["value"].is_floating_point()]
+        for dtype in floats:
+            self.dtype = torch.promote_types(self.dtype, dtype)
         self.batching = batching
         self.compiled = False
         self.compiler = compiler
         self._compile_requested = compile
         self._fast: Callable | None = None
         self._one_chain_graph: Callable | None = None
+        self._batched_graphs: dict[int, Callable] = {}
 
     # ---- the model at flat points ------------------------------------------------------------------
     def constrain(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -289,12 +296,26 @@ class Potential:
             (grad,) = torch.autograd.grad(U, z)
         return U, grad
 
-    def _vectorised(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(U, dU/dz) of every chain: the one-chain graph vectorised over the rows of z. A chain whose
-        linear algebra fails (the graph's check flag) gets U = inf and a zero gradient, as in `per_chain`."""
-        U, grad, failed = torch.func.vmap(self._one_chain_graph)(z)
+    def _vmapped(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(U, dU/dz) of every chain: the one-chain potential's graph differentiated (``torch.func.grad``)
+        and vectorised over the rows of z (``torch.func.vmap``). A chain whose linear algebra fails (the
+        graph's check flag) gets U = inf and a zero gradient, as in `per_chain`.
+
+        The graph holds the potential only, not its gradient: differentiated under vmap, autograd's backward
+        formulas make their buffers for the batch (a recorded backward pass would copy every chain into
+        one unbatched buffer, which vmap refuses: factor analysis's low-rank Gaussian does that)."""
+        grad, (U, failed) = torch.func.vmap(torch.func.grad_and_value(self._one_chain_graph, has_aux=True))(z)
         return (torch.where(failed, math.inf, U),
                 torch.where(failed.unsqueeze(-1), torch.zeros((), dtype=grad.dtype), grad))
+
+    def _vectorised(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`_vmapped`, recorded once per number of rows (the graph runs without vmap's dispatch)."""
+        rows = z.shape[0]
+        if rows not in self._batched_graphs:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._batched_graphs[rows] = simplify(record(lambda z: self._vmapped(z), z.detach()))
+        return self._batched_graphs[rows](z)
 
     def log_density(self, z: torch.Tensor) -> torch.Tensor:
         """log p(data, x(z)) + log|J| per chain, for z ``(C, dim)``, by the batched path."""
@@ -339,7 +360,7 @@ class Potential:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 def one_chain(z):  # (make_fx wants a plain function)
-                    return self._one_chain_value_and_grad(z)
+                    return (-self.one_chain_log_density(z),)
 
                 graph = checks_as_output(simplify(record(one_chain, point)))
             if has_checks(graph):
@@ -351,10 +372,10 @@ class Potential:
             probe = z + 0.1 * torch.randn_like(z)
             self._check_gradient(probe)
         except NotBatchable:
-            self._one_chain_graph, self.batching = None, "auto"
+            self._one_chain_graph, self._batched_graphs, self.batching = None, {}, "auto"
             raise
         except Exception as exc:
-            self._one_chain_graph, self.batching = None, "auto"
+            self._one_chain_graph, self._batched_graphs, self.batching = None, {}, "auto"
             raise NotBatchable(_why_not_recorded(exc)) from exc
         return self.batching
 
