@@ -119,7 +119,7 @@ def test_options_are_declared_once_and_every_default_passes_its_own_check():
     old = {  # inference.OPTIONS as other code reads it (method -> {option: default})
         "nuts": {"num_chains": 4, "num_samples": 1000, "num_warmup": 1000, "target_accept": 0.8,
                  "max_tree_depth": 10, "full_mass": None, "jit_compile": False, "step_size": 1.0,
-                 "backend": "fast", "warm_start": True},
+                 "backend": "fast", "warm_start": True, "batching": "auto", "compiler": "auto"},
         "svi": {"guide": None, "num_steps": 2000, "lr": 0.01, "tol": 1e-4, "num_samples": 1000, "num_particles": 1},
         "map": {"optimizer": None, "num_steps": None, "lr": 0.05, "tol": None},
     }
