@@ -189,6 +189,10 @@ def fit(model: Any, data: dict | None = None, method: str | None = None, seed: i
                              "they have infinite support and cannot be enumerated")
         if structure.local:
             notes.append(f"local sites {', '.join(structure.local)} are sampled jointly with the global ones")
+        params = [name for name, site in structure.trace.nodes.items() if site["type"] == "param"]
+        if params:  # (Pyro's NUTS does the same, silently)
+            notes.append(f"pyro.param sites {', '.join(params)} are held at their current values: {method} draws "
+                         f"only sample sites (fit them with method='map' or 'mle', or make them sample sites)")
         if structure.continuous:
             samples, sample_stats, backend_notes = run_mcmc(fn, data, structure, method=method, seed=seed,
                                                             progress=progress, **settings)

@@ -148,10 +148,21 @@ def run_mcmc(
                                               progress=progress, **options)
         except ValueError as exc:
             if "cannot find valid initial params" not in str(exc):
-                raise
+                raise _own_error(exc, model) from None
             raise _no_start(model, data, structure, "Pyro found no starting point with a finite log density "
                             "in 100 tries") from None
+        except Exception as exc:
+            raise _own_error(exc, model) from None
     return samples, sample_stats, notes
+
+
+def _own_error(exc: BaseException, model: Callable) -> BaseException:
+    """`exc`, or the one-line `ModelError` naming the program's line when the program's own code raised it
+    (``mu.numpy()`` on a value that needs a gradient, say) under Pyro's kernels."""
+    from .structure import program_failure
+
+    found = program_failure(exc, model)
+    return found if found is not None else exc
 
 
 class NoStartError(RuntimeError):

@@ -130,3 +130,35 @@ def test_a_bad_choice_is_one_input_error():
 
     with pytest.raises(InputError, match="compiler"):
         fit(_regression, data={"X": torch.ones(3, 2), "y": torch.ones(3)}, compiler="inductor")
+
+
+def test_a_pyro_param_is_held_fixed_and_said_so():
+    """A program with a ``pyro.param`` beside its sample sites (Pyro's mixed-effects HMM, the GP tutorial):
+    NUTS draws the sample sites with the param at its current value, as Pyro's NUTS does, and says so.
+    (It crashed after sampling: the energies carried a gradient into the param store.)"""
+    def model(y):
+        s = pyro.param("s", torch.tensor(2.0), constraint=dist.constraints.positive)
+        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        with pyro.plate("n", len(y)):
+            pyro.sample("y", dist.Normal(mu, s), obs=y)
+
+    pyro.clear_param_store()
+    y = torch.tensor([0.5, 1.5, 1.0, 2.0])
+    post = fit(model, data={"y": y}, num_chains=2, num_samples=300, num_warmup=200, progress=False)
+    assert any("pyro.param sites s are held" in n for n in post.notes)
+    # the exact posterior of mu with s = 2: Normal(sum(y) / (n + 4), sqrt(4 / (n + 4)))
+    mean, sd = float(y.sum()) / 8, (4 / 8) ** 0.5
+    assert abs(post.samples["mu"].mean() - mean) < 4 * sd / np.sqrt(200)
+
+
+def test_the_programs_own_error_under_pyros_kernels_is_one_line():
+    from inference.errors import ModelError
+
+    def model(y):
+        mu = pyro.sample("mu", dist.Uniform(0.0, 1.0))
+        if mu.numpy() <= 0.0:  # a bug of the program's own (the value needs a gradient)
+            return
+        pyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    with pytest.raises(ModelError, match=r"test_fast_wing.py:\d+: Can't call numpy"):
+        fit(model, data={"y": torch.tensor(0.3)}, num_chains=2, num_samples=5, num_warmup=5, progress=False)

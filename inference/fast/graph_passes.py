@@ -36,7 +36,7 @@ import operator
 import torch
 import torch.fx as fx
 
-__all__ = ["record", "simplify", "count_operations", "has_checks", "checks_as_output"]
+__all__ = ["record", "simplify", "count_operations", "has_checks", "checks_as_output", "ELEMENTWISE_BACKWARD"]
 
 aten = torch.ops.aten
 
@@ -45,9 +45,18 @@ aten = torch.ops.aten
 _NO_OPS = {aten.detach.default, aten.alias.default, aten.lift_fresh_copy.default}
 # shape-only operations: a no-op when the result has the input's shape
 _VIEWS = {aten.expand.default, aten.view.default, aten._unsafe_view.default, aten.reshape.default}
+# elementwise gradient kernels that do not broadcast their operands: `torch.func.vmap`'s batching rules call
+# them with an unbatched gradient (``log_sigmoid_backward(grad (1,), x (C, 1), buffer (C, 1))``), which
+# computes the right values but has torch warn, once per call, that resizing an output is deprecated. A
+# recorded gradient that is to be vectorised is recorded with these decomposed into plain pointwise
+# operations (``record(..., decompose=ELEMENTWISE_BACKWARD)``), which broadcast.
+ELEMENTWISE_BACKWARD = tuple(getattr(aten, name) for name in (
+    "log_sigmoid_backward", "softplus_backward", "sigmoid_backward", "tanh_backward", "threshold_backward",
+    "elu_backward", "hardtanh_backward", "leaky_relu_backward", "gelu_backward", "silu_backward")
+    if hasattr(aten, name))
 
 
-def record(function, *inputs) -> fx.GraphModule:
+def record(function, *inputs, decompose: tuple = ()) -> fx.GraphModule:
     """``make_fx(function)(*inputs)``: the ATen graph of a tensor function, autograd passes included.
 
     ``make_fx`` keeps a fake tensor of every intermediate as metadata and, outside a tracing context,
@@ -63,7 +72,10 @@ def record(function, *inputs) -> fx.GraphModule:
     except ImportError:  # a torch without these internals: the plain (slower) recording
         context = contextlib.nullcontext()
     with context, _meta_values(proxy_tensor), _data_only_scalars(proxy_tensor):
-        return proxy_tensor.make_fx(function)(*inputs)
+        if not decompose:
+            return proxy_tensor.make_fx(function)(*inputs)
+        from torch._decomp import get_decompositions  # (torch's table of ATen decompositions)
+        return proxy_tensor.make_fx(function, decomposition_table=get_decompositions(list(decompose)))(*inputs)
 
 
 @contextlib.contextmanager

@@ -7,8 +7,9 @@ added in one of two ways (`Potential.batching`):
 
 - ``"vectorised"`` (the way in for every program): the model runs at the shapes of one chain, exactly as its
   author wrote it (``X @ b``, ``a[g]``, ``PyroModule[nn.Linear]``, ``LKJCholesky``, ``.expand([1])``), its
-  value-and-gradient is recorded once into a graph of ATen operations (``make_fx``), and the chain
-  dimension is added by vectorising that graph with ``torch.func.vmap``, as NumPyro does with ``jax.vmap``;
+  potential is recorded once into a graph of ATen operations (``make_fx``), and that graph is
+  differentiated and vectorised over the chains (``torch.func.vmap(torch.func.grad_and_value(graph))``, as
+  NumPyro does with ``jax.vmap``), recorded once more at the batch's shape;
 - ``"chain plate"``: the model runs once for all chains under an outer ``_chains`` plate left of all its
   own plates (the suite's predictive convention). Only a model that broadcasts over it can, and then its
   graph is a little smaller; it is used where it works unless asked otherwise (see `BATCHINGS`).
@@ -28,7 +29,7 @@ variable elimination down to the chain plate (`_marginal_per_chain`), so U is th
 continuous sites, chain by chain, as Pyro's own NUTS computes it for one chain.
 
 Distributions a program built with argument validation on (``PyroSample`` priors made at module
-construction, say) are evaluated with it off (`_Unvalidated`): a validation check reads a value back into
+construction, say) are evaluated with it off (`_AsPotential`): a validation check reads a value back into
 Python, which neither recording nor vectorising allows; the data are checked before any engine runs.
 """
 
@@ -52,7 +53,7 @@ from torch.distributions import Distribution, biject_to
 
 from ..structure import ModelStructure, enumerable, program_line
 from .compile import compile_graph
-from .graph_passes import checks_as_output, has_checks, record, simplify
+from .graph_passes import ELEMENTWISE_BACKWARD, checks_as_output, has_checks, record, simplify
 
 __all__ = ["Potential", "NotBatchable", "BATCHINGS", "is_numerical_failure"]
 
@@ -81,12 +82,19 @@ def _without_validation(d: Distribution) -> Distribution:
     return d
 
 
-class _Unvalidated(Messenger):
-    """Every sample site's distribution evaluated without argument validation, even one built with it on."""
+class _AsPotential(Messenger):
+    """The program evaluated as a potential of its sample sites: every distribution without argument
+    validation (even one built with it on), and every ``pyro.param`` a constant (its current value,
+    detached: NUTS draws only sample sites, as Pyro's does, and a gradient must not flow into the param
+    store)."""
 
     def _process_message(self, msg):
         if msg["type"] == "sample" and isinstance(msg["fn"], Distribution) and _validates(msg["fn"]):
             msg["fn"] = _without_validation(msg["fn"])
+
+    def _postprocess_message(self, msg):
+        if msg["type"] == "param" and isinstance(msg["value"], torch.Tensor):
+            msg["value"] = msg["value"].detach()
 
 
 def _short(exc: BaseException) -> str:
@@ -207,6 +215,7 @@ class Potential:
         self._compile_requested = compile
         self._fast: Callable | None = None
         self._one_chain_graph: Callable | None = None
+        self._gradient = "recorded"
         self._batched_graphs: dict[int, Callable] = {}
 
     # ---- the model at flat points ------------------------------------------------------------------
@@ -220,7 +229,7 @@ class Potential:
         return out
 
     def _trace(self, values: dict, first_available_dim: int):
-        with pyro.validation_enabled(False), warnings.catch_warnings(), _Unvalidated():
+        with pyro.validation_enabled(False), warnings.catch_warnings(), _AsPotential():
             warnings.simplefilter("ignore")
             model = poutine.condition(self.model, {**self.condition, **values})
             if self.enumerated:
@@ -236,7 +245,7 @@ class Potential:
             x = s.transform(u)
             values[s.name] = x
             log_jac = log_jac + s.transform.log_abs_det_jacobian(u, x).sum()
-        with pyro.validation_enabled(False), warnings.catch_warnings(), _Unvalidated():
+        with pyro.validation_enabled(False), warnings.catch_warnings(), _AsPotential():
             warnings.simplefilter("ignore")
             model = poutine.condition(self.model, {**self.condition, **values})
             if self.enumerated:
@@ -262,7 +271,7 @@ class Potential:
             x = s.transform(u)
             values[s.name] = x
             log_jac = log_jac + s.transform.log_abs_det_jacobian(u, x).reshape(C, -1).sum(-1)
-        with pyro.validation_enabled(False), warnings.catch_warnings(), _Unvalidated():
+        with pyro.validation_enabled(False), warnings.catch_warnings(), _AsPotential():
             warnings.simplefilter("ignore")
             model = poutine.condition(self.model, {**self.condition, **values})
             if self.enumerated:  # discrete sites enumerated left of the chain plate, then summed out
@@ -297,14 +306,14 @@ class Potential:
         return U, grad
 
     def _vmapped(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(U, dU/dz) of every chain: the one-chain potential's graph differentiated (``torch.func.grad``)
-        and vectorised over the rows of z (``torch.func.vmap``). A chain whose linear algebra fails (the
-        graph's check flag) gets U = inf and a zero gradient, as in `per_chain`.
-
-        The graph holds the potential only, not its gradient: differentiated under vmap, autograd's backward
-        formulas make their buffers for the batch (a recorded backward pass would copy every chain into
-        one unbatched buffer, which vmap refuses: factor analysis's low-rank Gaussian does that)."""
-        grad, (U, failed) = torch.func.vmap(torch.func.grad_and_value(self._one_chain_graph, has_aux=True))(z)
+        """(U, dU/dz) of every chain: the one-chain graph vectorised over the rows of z (``torch.func.vmap``).
+        A chain whose linear algebra fails (the graph's check flag) gets U = inf and a zero gradient, as in
+        `per_chain`. The graph holds the gradient as autograd computed it when recording (`_gradient` is
+        "recorded"), or only the potential, then differentiated under vmap ("vmapped", see `prepare`)."""
+        if self._gradient == "recorded":
+            U, grad, failed = torch.func.vmap(self._one_chain_graph)(z)
+        else:
+            grad, (U, failed) = torch.func.vmap(torch.func.grad_and_value(self._one_chain_graph, has_aux=True))(z)
         return (torch.where(failed, math.inf, U),
                 torch.where(failed.unsqueeze(-1), torch.zeros((), dtype=grad.dtype), grad))
 
@@ -355,29 +364,46 @@ class Potential:
                 reasons.append(f"the model does not broadcast over an outer chain plate ({_short(exc)})")
             if self.batching == "chain plate":
                 raise NotBatchable(reasons[0])
-        try:
-            point = z[int(torch.isfinite(reference).int().argmax())]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+        point = z[int(torch.isfinite(reference).int().argmax())]
+        why = ""
+        for gradient in ("recorded", "vmapped"):
+            try:
+                self._vectorise(gradient, z, point, reference)
+                return self.batching
+            except NotBatchable as exc:
+                why = str(exc)
+            except Exception as exc:
+                why = _why_not_recorded(exc)
+            self._one_chain_graph, self._batched_graphs, self.batching = None, {}, "auto"
+        raise NotBatchable(why)
+
+    def _vectorise(self, gradient: str, z: torch.Tensor, point: torch.Tensor, reference: torch.Tensor) -> None:
+        """Record the one-chain graph at `point` and check its vectorised value and gradient at z.
+
+        ``"recorded"``: the value and the gradient as autograd computes them eagerly, recorded together
+        (Pyro's contractions detach their shifts and guard their logarithms; the recording keeps exactly
+        that). Vectorising it fails where a backward formula copies into a buffer made for one chain
+        (factor analysis's low-rank Gaussian), and then ``"vmapped"``: the potential alone is recorded and
+        differentiated under vmap, where backward formulas make their buffers for the batch."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if gradient == "recorded":
                 def one_chain(z):  # (make_fx wants a plain function)
+                    return self._one_chain_value_and_grad(z)
+
+                graph = checks_as_output(simplify(record(one_chain, point, decompose=ELEMENTWISE_BACKWARD)))
+            else:
+                def one_chain(z):
                     return (-self.one_chain_log_density(z),)
 
-                graph = checks_as_output(simplify(record(one_chain, point)))
-            if has_checks(graph):
-                raise NotBatchable("the recorded potential holds a check other than a linear-algebra one")
-            self._one_chain_graph = graph
-            self.batching = "vectorised"
-            U, grad = self._vectorised(z)
-            self._check(-U, reference, "the vectorised graph")
-            probe = z + 0.1 * torch.randn_like(z)
-            self._check_gradient(probe)
-        except NotBatchable:
-            self._one_chain_graph, self._batched_graphs, self.batching = None, {}, "auto"
-            raise
-        except Exception as exc:
-            self._one_chain_graph, self._batched_graphs, self.batching = None, {}, "auto"
-            raise NotBatchable(_why_not_recorded(exc)) from exc
-        return self.batching
+                graph = checks_as_output(record(one_chain, point))  # (not simplified: it is differentiated)
+        if has_checks(graph):
+            raise NotBatchable("the recorded potential holds a check other than a linear-algebra one")
+        self._one_chain_graph, self._gradient, self.batching = graph, gradient, "vectorised"
+        U, _ = self._vectorised(z)
+        self._check(-U, reference, "the vectorised graph")
+        probe = z + 0.1 * torch.randn_like(z)
+        self._check_gradient(probe)
 
     def _check(self, batched: torch.Tensor, reference: torch.Tensor, what: str) -> None:
         if batched.shape != reference.shape:
