@@ -7,9 +7,10 @@ added in one of two ways (`Potential.batching`):
 
 - ``"vectorised"`` (the way in for every program): the model runs at the shapes of one chain, exactly as its
   author wrote it (``X @ b``, ``a[g]``, ``PyroModule[nn.Linear]``, ``LKJCholesky``, ``.expand([1])``), its
-  potential is recorded once into a graph of ATen operations (``make_fx``), and that graph is
-  differentiated and vectorised over the chains (``torch.func.vmap(torch.func.grad_and_value(graph))``, as
-  NumPyro does with ``jax.vmap``), recorded once more at the batch's shape;
+  value and gradient, as eager autograd computes them, are recorded once into a graph of ATen operations
+  (``make_fx``) and that graph is vectorised over the chains with ``torch.func.vmap``, as NumPyro does
+  with ``jax.vmap`` (where a recorded backward pass cannot be vectorised, the potential alone is recorded
+  and differentiated under vmap: `Potential._vectorise`), then recorded once more at the batch's shape;
 - ``"chain plate"``: the model runs once for all chains under an outer ``_chains`` plate left of all its
   own plates (the suite's predictive convention). Only a model that broadcasts over it can, and then its
   graph is a little smaller; it is used where it works unless asked otherwise (see `BATCHINGS`).
