@@ -222,15 +222,22 @@ class _Gather:
         return {k: v.reshape(tuple(chain_draw) + v.shape[1:]) for k, v in self.arrays.items()}
 
 
-def flatten(samples: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], tuple[int, int]]:
-    """(chain, draw, ...) arrays -> (chain*draw, ...) tensors, and the (chain, draw) shape."""
+def flatten(samples: dict[str, np.ndarray], structure: ModelStructure | None = None
+            ) -> tuple[dict[str, torch.Tensor], tuple[int, int]]:
+    """(chain, draw, ...) arrays -> (chain*draw, ...) tensors, and the (chain, draw) shape. Floating values
+    take the float type the site has in the program (`structure`: a float64 program stays float64), else
+    the default one."""
     first = next(iter(samples.values()))
     chain_draw = tuple(first.shape[:2])
-    dtype = torch.get_default_dtype()
+    nodes = structure.trace.nodes if structure is not None else {}
     flat = {}
     for k, v in samples.items():
         t = torch.as_tensor(np.asarray(v).reshape((-1,) + v.shape[2:]))
-        flat[k] = t if not t.is_floating_point() else t.to(dtype)
+        if t.is_floating_point():
+            site = nodes.get(k)
+            own = site["value"].dtype if site is not None and isinstance(site.get("value"), torch.Tensor) else None
+            t = t.to(own if own is not None and own.is_floating_point else torch.get_default_dtype())
+        flat[k] = t
     return flat, chain_draw
 
 
@@ -246,7 +253,7 @@ def log_likelihood(model: Callable, data: dict, structure: ModelStructure,
     """
     conditioning = {k: v for k, v in samples.items() if k in structure.continuous}
     num_chain_draw = next(iter(samples.values())).shape[:2] if samples else (1, 1)
-    flat, chain_draw = flatten(conditioning) if conditioning else ({}, tuple(num_chain_draw))
+    flat, chain_draw = flatten(conditioning, structure) if conditioning else ({}, tuple(num_chain_draw))
     num = chain_draw[0] * chain_draw[1]
     ev = _Evaluator(model, data, structure)
     obs = structure.observed
@@ -354,7 +361,7 @@ def predictive(model: Callable, data: dict, structure: ModelStructure, samples: 
                sites: list[str] | None = None) -> dict[str, np.ndarray]:
     """Draws of the observed sites (or `sites`) given each posterior draw: the posterior predictive."""
     sites = list(structure.observed if sites is None else sites)
-    flat, chain_draw = flatten(samples)
+    flat, chain_draw = flatten(samples, structure)
     num = chain_draw[0] * chain_draw[1]
     base = poutine.uncondition(model)
     ev = _Evaluator(base, data, structure)
@@ -404,7 +411,7 @@ def sample_discrete(model: Callable, data: dict, structure: ModelStructure, samp
     nesting = structure.max_plate_nesting
     conditioning = {k: v for k, v in samples.items() if k in structure.continuous}
     if conditioning:
-        flat, chain_draw = flatten(conditioning)
+        flat, chain_draw = flatten(conditioning, structure)
     elif chain_draw is None:
         raise ValueError("sample_discrete needs chain_draw when there is nothing to condition on")
     else:

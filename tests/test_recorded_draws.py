@@ -95,3 +95,22 @@ def test_recorded_predictive_draws_each_draw_its_own_noise():
     assert abs(standard.mean()) < 4 / np.sqrt(n)
     assert abs(standard.var() - 1) < 4 * np.sqrt(2 / n)
     assert len(np.unique(np.round(standard, 6))) > 0.99 * n
+
+
+def test_a_float64_program_gets_its_predictive_groups():
+    """A program that computes in float64 (``examples/lkj.py`` makes its data double) keeps float64 draws
+    through the per-draw work (they were cast to float32 and its matrix products refused them)."""
+    from inference import fit
+
+    def model(X, y=None):
+        b = pyro.sample("b", dist.Normal(torch.zeros(2, dtype=torch.float64), 1.0).to_event(1))
+        with pyro.plate("data", X.shape[0]):
+            pyro.sample("y", dist.Normal(X @ b, 1.0), obs=y)
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(8, 2, generator=g, dtype=torch.float64)
+    post = fit(model, data={"X": X, "y": X @ torch.tensor([1.0, -1.0], dtype=torch.float64)}, num_chains=2,
+               num_samples=20, num_warmup=20, progress=False)
+    idata = post.to_arviz()
+    assert idata.log_likelihood["y"].shape == (2, 20, 8)
+    assert idata.posterior_predictive["y"].shape == (2, 20, 8)
