@@ -38,10 +38,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import os
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -355,6 +359,10 @@ def main(argv=None) -> None:
     parser.add_argument("--reference-samples", type=int, default=5000, help="draws per chain of the reference run")
     parser.add_argument("--compilers", action="store_true",
                         help="also run the fast backend with each compiler (TorchScript, plain Python)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run every program in this process (by default each runs in a process of its own, "
+                             "so that one that crashes or exhausts memory leaves the others' results)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     unknown = [p for p in args.programs or () if p not in PROGRAMS]
     if unknown:
@@ -368,6 +376,9 @@ def main(argv=None) -> None:
             have_numpyro = True
         except ImportError:
             pass
+    if args.worker:  # one program, its result as one JSON line for the parent
+        print(RESULT + json.dumps(bench_program(PROGRAMS[names[0]], args, have_numpyro)), flush=True)
+        return
     import torch
 
     print(f"budget: {args.chains} chains x ({args.warmup} warm-up + {args.samples} draws), seed {args.seed}, "
@@ -378,7 +389,7 @@ def main(argv=None) -> None:
     print("|" + "---|" * len(HEADER))
     results = []
     for name in names:
-        result = bench_program(PROGRAMS[name], args, have_numpyro)
+        result = bench_program(PROGRAMS[name], args, have_numpyro) if args.in_process else _in_worker(name, argv)
         results.append(result)
         for row in result["rows"]:
             _print_row(row, COLUMNS)
@@ -400,6 +411,31 @@ def main(argv=None) -> None:
         for result in results:
             for row in result["compilers"]:
                 _print_row(row, COMP_COLUMNS)
+
+
+RESULT = "RESULT "
+
+
+def _in_worker(name: str, argv: list[str] | None) -> dict:
+    """`bench_program` on one program in a child process (this script with ``--worker``); its stderr passes
+    through. A child that dies gives one row saying so."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--programs" in argv:  # drop the parent's list: the child gets its one program
+        i = argv.index("--programs")
+        j = i + 1
+        while j < len(argv) and not argv[j].startswith("--"):
+            j += 1
+        argv = argv[:i] + argv[j:]
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    child = subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv, "--worker", "--programs", name],
+                           stdout=subprocess.PIPE, text=True, env=env)
+    for line in child.stdout.splitlines():
+        if line.startswith(RESULT):
+            return json.loads(line[len(RESULT):])
+    problem = f"{name}: its process ended with exit code {child.returncode} before a result (its stderr says why)"
+    row = {c: "-" for c in COLUMNS} | {"program": name, "sampler": "(all)", "path": "process died", "wall": "error"}
+    return {"rows": [row], "compilers": [], "note": "-", "params": 0, "problems": [problem], "reference": "-"}
 
 
 if __name__ == "__main__":

@@ -183,6 +183,7 @@ def fit(model: Any, data: dict | None = None, method: str | None = None, seed: i
     sample_stats: dict = {}
     loss = None
     guide = None
+    convergence = approximation = None
     if method in ("nuts", "hmc"):
         if structure.non_enumerable:
             raise InputError("method", f"{method} cannot handle the discrete sites {structure.non_enumerable}: "
@@ -206,11 +207,13 @@ def fit(model: Any, data: dict | None = None, method: str | None = None, seed: i
         notes.append("no continuous latent sites: nothing to optimise; " + (
             "draws come from the exact posterior by enumeration" if method == "svi" else
             "the estimate is the jointly most probable assignment of the discrete sites"))
-    elif method == "svi":
-        samples, loss, notes, guide = run_svi(fn, data, structure, progress=progress, seed=seed, **settings)
     else:
-        samples, loss, notes, guide = run_point(fn, data, structure, method=method, progress=progress,
-                                                seed=seed, **settings)
+        if method == "svi":
+            result = run_svi(fn, data, structure, progress=progress, seed=seed, **settings)
+        else:
+            result = run_point(fn, data, structure, method=method, progress=progress, seed=seed, **settings)
+        samples, loss, notes, guide = result.draws, result.loss, result.notes, result.guide
+        convergence, approximation = result.convergence, result.approximation
 
     if structure.enumerated:
         pyro.set_rng_seed(seed)
@@ -224,7 +227,7 @@ def fit(model: Any, data: dict | None = None, method: str | None = None, seed: i
             samples = sample_discrete(fn, data, structure, {}, chain_draw=shape, temperature=temperature)
     samples = {k: samples[k] for k in structure.latent if k in samples}
     return Posterior(samples=samples, method=method, settings={"seed": seed, **settings}, sample_stats=sample_stats,
-                     loss=loss, notes=notes, model=fn, data=data, structure=structure, model_name=name,
+                     loss=loss, convergence=convergence, approximation=approximation, notes=notes, model=fn, data=data, structure=structure, model_name=name,
                      guide=guide, param_state=pyro.get_param_store().get_state(), pointwise=pointwise)
 
 

@@ -26,6 +26,8 @@ import pyro
 import xarray as xr
 
 from . import predictive as pred
+from .approximation import Approximation
+from .convergence import Convergence
 from .errors import InputError
 from .structure import ModelStructure
 
@@ -85,6 +87,9 @@ class Posterior:
         sample_stats: MCMC per-draw statistics (diverging, energy, lp, acceptance_rate, step_size,
             n_steps, tree_depth), each (chain, draw); empty for other methods.
         loss: the optimisation objective per step (negative ELBO or negative log density) for SVI/MAP/MLE.
+        convergence: why SVI/MAP/MLE stopped and the loss's trend at the end (`inference.convergence`).
+        approximation: the Pareto k diagnostic of the SVI guide or of the Laplace approximation at a MAP
+            (`inference.approximation`), or None where it was not computed (the notes say why).
         notes: what the engine did that a reader should know (integrated sites, guide, optimizer).
         param_state: the param store at the end of the fit (learned point parameters such as network
             weights); every later evaluation of the model uses it.
@@ -98,6 +103,8 @@ class Posterior:
     settings: dict[str, Any]
     sample_stats: dict[str, np.ndarray] = field(default_factory=dict)
     loss: np.ndarray | None = None
+    convergence: Convergence | None = None
+    approximation: Approximation | None = None
     notes: list[str] = field(default_factory=list)
     model: Callable | None = field(default=None, repr=False)
     data: dict = field(default_factory=dict, repr=False)
@@ -195,12 +202,34 @@ class Posterior:
                                         "model": self.model_name or "", "notes": "; ".join(notes),
                                         "settings": repr(self.settings)})
             if self.loss is not None and len(self.loss):
-                loss = xr.Dataset({"loss": ("step", np.asarray(self.loss, dtype=float))},
-                                  coords={"step": np.arange(1, len(self.loss) + 1)})
-                idata.add_groups({"loss": loss})
+                idata.add_groups({"loss": self._loss_group()})
+            if self.approximation is not None:
+                idata.add_groups({"approximation": self._approximation_group()})
         if prior and predictive:
             self._idata, self._idata_pointwise = idata, keep
         return idata
+
+    def _loss_group(self) -> xr.Dataset:
+        """The loss per step; the attributes say why the run stopped and the loss's trend at its end."""
+        loss = xr.Dataset({"loss": ("step", np.asarray(self.loss, dtype=float))},
+                          coords={"step": np.arange(1, len(self.loss) + 1)})
+        c = self.convergence
+        if c is not None:
+            loss.attrs.update({"stopped_by": c.stopped_by, "steps": c.steps, "budget": c.budget,
+                               "converged": int(c.converged), "trend_window": c.trend.window,
+                               "trend_change": c.trend.change, "trend_se": c.trend.se, "description": c.describe()})
+            for key in ("grad_norm", "newton_decrement"):
+                if getattr(c, key) is not None:
+                    loss.attrs[key] = getattr(c, key)
+        return loss
+
+    def _approximation_group(self) -> xr.Dataset:
+        """The PSIS diagnostic: Pareto k, and the smoothed log weight of each draw of the proposal."""
+        a = self.approximation
+        return xr.Dataset({"pareto_k": ((), a.pareto_k),
+                           "log_weight": ("psis_draw", np.asarray(a.log_weights, dtype=float))},
+                          coords={"psis_draw": np.arange(a.num_draws)},
+                          attrs={"proposal": a.proposal, "verdict": a.verdict, "description": a.describe()})
 
     def _evaluate(self, groups: dict, notes: list[str], prior: bool, predictive: bool, pointwise: bool) -> None:
         s = self.structure
@@ -281,8 +310,14 @@ class Posterior:
 
     def problems(self) -> list[str]:
         """What is wrong with the run, in words: R-hat above 1.01, bulk ESS below 100 per chain,
-        divergences. An empty list means the diagnostics found nothing to flag."""
+        divergences (MCMC); an optimisation stopped by its budget while its loss was still falling, or
+        away from its optimum, and a Pareto k above 0.5 (SVI, MAP). An empty list means the diagnostics
+        found nothing to flag."""
         found = []
+        if self.convergence is not None and self.convergence.problem() is not None:
+            found.append(self.convergence.problem())
+        if self.approximation is not None and self.approximation.problem(self.method) is not None:
+            found.append(self.approximation.problem(self.method))
         if self.sample_stats.get("diverging") is not None:
             n = int(np.sum(self.sample_stats["diverging"]))
             if n:
