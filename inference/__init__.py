@@ -13,7 +13,8 @@ import warnings
 warnings.filterwarnings("ignore", message="ArviZ is undergoing a major refactor", category=FutureWarning)
 
 from .api import METHODS, OPTIONS, fit
+from .compare import Comparison, compare
 from .errors import InputError
 from .posterior import Posterior
 
-__all__ = ["fit", "Posterior", "InputError", "METHODS", "OPTIONS"]
+__all__ = ["fit", "compare", "Comparison", "Posterior", "InputError", "METHODS", "OPTIONS"]

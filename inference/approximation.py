@@ -180,6 +180,19 @@ def guide_approximation(model: Callable, guide: Callable, data: dict, structure:
                          {s: v.detach().cpu().numpy() for s, v in values.items()})
 
 
+def _grad(f: Callable, u: torch.Tensor) -> torch.Tensor:
+    with torch.enable_grad():
+        u = u.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(f(u), u)
+    return g.detach()
+
+
+def _hessian(f: Callable, u: torch.Tensor) -> torch.Tensor:
+    """The Hessian by plain autograd (a program may read its data in ways `torch.func` transforms refuse)."""
+    with torch.enable_grad():
+        return torch.autograd.functional.hessian(f, u.detach()).detach()
+
+
 def laplace_approximation(model: Callable, data: dict, structure: ModelStructure, estimate: dict[str, np.ndarray],
                           num_draws: int = LAPLACE_DRAWS, seed: int = 0, psis: bool = True) -> tuple[Approximation | None, dict]:
     """The PSIS diagnostic of the Laplace approximation at a MAP estimate (site -> value): a Gaussian in the
@@ -208,12 +221,11 @@ def laplace_approximation(model: Callable, data: dict, structure: ModelStructure
 
     facts: dict = {}
     try:
-        with torch.enable_grad():
-            grad = torch.func.grad(objective)(u0)
-            hess_objective = torch.func.hessian(objective)(u0)
-            hess = torch.func.hessian(energy)(u0)
-    except Exception as exc:  # noqa: BLE001 (a program torch.func cannot differentiate twice: said, not fatal)
-        return None, {"why": f"its curvature could not be computed ({type(exc).__name__})"}
+        grad = _grad(objective, u0)
+        hess_objective = _hessian(objective, u0)
+        hess = _hessian(energy, u0)
+    except Exception as exc:  # noqa: BLE001 (a program autograd cannot differentiate twice: said, not fatal)
+        return None, {"why": f"its curvature could not be computed ({type(exc).__name__}: {str(exc)[:80]})"}
     facts["grad_norm"] = float(grad.norm())
     try:
         step = torch.linalg.solve(hess_objective, grad)
@@ -226,16 +238,13 @@ def laplace_approximation(model: Callable, data: dict, structure: ModelStructure
     # estimate (the mode in the model's own space): a few Newton steps from the estimate
     for _ in range(NEWTON_STEPS):
         try:
-            with torch.enable_grad():
-                g = torch.func.grad(energy)(u0)
-            step = torch.linalg.solve(hess, g)
+            step = torch.linalg.solve(hess, _grad(energy, u0))
         except RuntimeError:
             break
         if not torch.isfinite(step).all():
             break
         u0 = u0 - step
-        with torch.enable_grad():
-            hess = torch.func.hessian(energy)(u0)
+        hess = _hessian(energy, u0)
         if float(step.abs().max()) < 1e-8:
             break
     hess = 0.5 * (hess + hess.T)

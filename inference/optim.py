@@ -83,7 +83,8 @@ def _with_particles(structure: ModelStructure, particles: int, run: Callable[[An
 
 
 CHECK_EVERY = 50  # steps between two tests of the loss's trend
-SETTLE_FACTOR = 10.0  # the step size of the settling phase is the initial one divided by this
+SETTLE_FACTOR = 10.0
+SETTLE_AT = 0.8  # a run the budget stops settles over the budget's last fifth  # the step size of the settling phase is the initial one divided by this
 
 
 def _blame_the_data(model, data, structure, history: list[float]) -> None:
@@ -98,26 +99,32 @@ def _blame_the_data(model, data, structure, history: list[float]) -> None:
 
 
 class _Average:
-    """The running mean of every parameter in Pyro's param store (unconstrained values) since `start`."""
+    """The running mean of an autoguide's own parameters (locations, scales, point estimates) since the
+    first `add`; `apply` puts it in place. A user's guide and network weights are left as the last step
+    left them: averaging weights across a phase in which a network still learns is another method (SWA)."""
 
-    def __init__(self):
+    def __init__(self, guide: Any):
+        self.guide = guide if isinstance(guide, AutoGuide) else None
+        self.params: dict[str, torch.Tensor] = {}
         self.count = 0
         self.sums: dict[str, torch.Tensor] = {}
 
     def add(self) -> None:
+        if self.guide is None:
+            return
+        if not self.params:  # (an autoguide makes its parameters at its first call)
+            self.params = dict(self.guide.named_parameters())
         self.count += 1
-        for name, value in pyro.get_param_store().named_parameters():
+        for name, value in self.params.items():
             value = value.detach()
             self.sums[name] = self.sums[name] + value if name in self.sums else value.clone()
 
     def apply(self) -> None:
         if not self.count:
             return
-        store = pyro.get_param_store()
         with torch.no_grad():
-            for name, value in store.named_parameters():
-                if name in self.sums and self.sums[name].shape == value.shape:
-                    value.copy_(self.sums[name] / self.count)
+            for name, value in self.params.items():
+                value.copy_(self.sums[name] / self.count)
 
 
 def _variational_parameters(guide) -> list[tuple[str, np.ndarray]]:
@@ -258,17 +265,25 @@ def _adam_loop(model, guide, data, structure, *, num_steps, lr, tol, progress, d
     split R-hat, `convergence.Iterates`). Settle: Adam at lr / `SETTLE_FACTOR` (a fresh
     optimiser state) for at least a quarter of the exploration (and `MIN_WINDOW` steps), the parameters
     averaged over the phase (Polyak averaging: the noise of single-particle gradients averages out instead
-    of leaving the estimate wherever the last step put it), until the loss is flat again. ``tol=0`` runs the
-    whole budget, settling over its last fifth. Returns the loss history and the `Convergence` record."""
+    of leaving the estimate wherever the last step put it), until the loss is flat again. A run whose
+    exploration reaches four fifths of the budget settles over the last fifth (then whether the parameters
+    were still drifting is judged where exploration ended); ``tol=0`` runs the whole budget that way.
+    Returns the loss history and the `Convergence` record."""
     elbo = _elbo(structure, num_particles)
     svi = SVI(model, guide, ClippedAdam({"lr": lr}), elbo)
     history: list[float] = []
-    settle_from = None if tol > 0 else int(num_steps * 0.8)
+    last_fifth = int(num_steps * SETTLE_AT)
+    settle_from = None
     settle_min = 0
-    average, iterates = _Average(), Iterates()
+    drifting: tuple = ()
+    forced = False
+    average, iterates = _Average(guide), Iterates()
     stopped_by = "budget"
     bar = tqdm(range(num_steps), desc=desc, disable=not progress, leave=False)
     for step in bar:
+        if settle_from is None and step == last_fifth and step > 0:  # the budget binds: settle over its end
+            settle_from, forced = step, True
+            drifting = tuple(iterates.drifting()) if tol > 0 else ()
         if settle_from is not None and step == settle_from:
             svi = SVI(model, guide, ClippedAdam({"lr": lr / SETTLE_FACTOR}), elbo)
         loss = svi.step(**data)
@@ -283,7 +298,7 @@ def _adam_loop(model, guide, data, structure, *, num_steps, lr, tol, progress, d
             iterates.add(_variational_parameters(guide))
         if len(history) % 25 == 0:
             bar.set_postfix(loss=f"{loss:.4g}")
-        if tol > 0 and len(history) % CHECK_EVERY == 0:
+        if tol > 0 and not forced and len(history) % CHECK_EVERY == 0:
             phase = history[settle_from:] if settle_from is not None else history
             if len(phase) >= max(2 * MIN_WINDOW, settle_min) and not loss_trend(phase).falling(tol) \
                     and (settle_from is not None or not iterates.drifting()):
@@ -293,9 +308,11 @@ def _adam_loop(model, guide, data, structure, *, num_steps, lr, tol, progress, d
                 settle_from, settle_min = step + 1, len(history) // 4
     bar.close()
     average.apply()
-    phase = history[settle_from:] if settle_from is not None and len(history) - settle_from >= 3 else history
+    if forced:  # whether exploration had converged when the budget made it settle
+        phase = history[:settle_from]
+    else:
+        phase = history[settle_from:] if settle_from is not None and len(history) - settle_from >= 3 else history
     trend = loss_trend(phase)
-    drifting = tuple(iterates.drifting()) if stopped_by == "budget" and settle_from is None else ()
     gap = objective_gap(model, guide, data, structure, seed)
     convergence = Convergence(method, stopped_by, len(history), num_steps, trend.level, trend, tol, drifting=drifting,
                               gap=gap)

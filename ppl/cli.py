@@ -3,6 +3,7 @@
     ppl list
     ppl fit NAME [--method M] [--data FILE] [--out DIR] [--seed S] [--chains C] [--samples N]
                  [--warmup W] [--steps K] [--evidence VAR=STATE ...] [--quiet] [--json]
+    ppl compare NAME [--methods M ...] [--data FILE] [--seed S] [--quiet] [--json]
     ppl render NAME --out FILE [--query "x _|_ theta | z"]
     ppl demo [--out DIR] [--quiet]
 
@@ -71,6 +72,18 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--network", help="which Bayesian network: a built-in name (see docs/bayes_net.md) or a .bif file")
     f.add_argument("--quiet", action="store_true", help="no progress bars; print only the problems found")
     f.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+
+    c = sub.add_parser("compare", help="fit a model by several methods and compare them side by side "
+                                       "(means, sds, elpd LOO, Pareto k, time, problems)")
+    c.add_argument("name")
+    c.add_argument("--methods", nargs="+", metavar="M",
+                   help="methods to compare (default: those of nuts, svi and map the model supports)")
+    c.add_argument("--data", help="data file (.json, .csv or .npz); default: the model's embedded data")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--evidence", nargs="+", metavar="VAR=STATE", help="evidence for a Bayesian network")
+    c.add_argument("--network", help="which Bayesian network: a built-in name or a .bif file")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
+    c.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
     r = sub.add_parser("render", help="draw a model's plate diagram (.svg .png .pdf .dot .tex)")
     r.add_argument("name")
@@ -241,6 +254,31 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from inference import METHODS, compare
+
+    spec = _spec(args.name)
+    methods = args.methods
+    for method in methods or ():
+        if method not in METHODS:
+            raise UsageError(f"--methods: unknown method {method!r}; choose among {', '.join(METHODS)}")
+        if method not in spec.engines:
+            raise UsageError(f"--methods: {method!r} does not apply to model {spec.name!r}; it supports "
+                             f"{', '.join(spec.engines)}")
+    data = _load_data(spec, args)
+    comparison = compare(spec, data, methods=methods, seed=args.seed, progress=not (args.quiet or args.json))
+    if args.json:
+        methods_table = json.loads(comparison.methods_table().to_json(orient="index"))
+        parameters = comparison.parameters_table(max_rows=None)
+        means = {m: json.loads(parameters[m].to_json(orient="index")) for m in parameters.columns.levels[0]
+                 if m in parameters.columns.get_level_values(0)} if not parameters.empty else {}
+        print(json.dumps({"model": spec.name, "seed": args.seed, "methods": methods_table, "parameters": means},
+                         indent=2))
+    else:
+        print(comparison.report())
+    return 0
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     import plates
 
@@ -319,7 +357,8 @@ def _run(argv: Sequence[str] | None) -> int:
         with warnings.catch_warnings():
             if not debug:
                 warnings.simplefilter("ignore")
-            code = {"list": cmd_list, "fit": cmd_fit, "render": cmd_render, "demo": cmd_demo}[args.command](args)
+            code = {"list": cmd_list, "fit": cmd_fit, "compare": cmd_compare, "render": cmd_render,
+                    "demo": cmd_demo}[args.command](args)
         interrupts.checkpoint()  # a signal recorded while the run was put in place
         return code
     except Exception as exc:  # one line, never a traceback (unless PPL_DEBUG is set)

@@ -47,7 +47,8 @@ def is_complete_run(folder: Path) -> bool:
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
-    (tmp_path / "coin.json").write_text('{"flips": [1, 0, 1, 1]}')
+    # 200 flips: a posterior close to Gaussian in the logit, so a MAP run has nothing to warn about
+    (tmp_path / "coin.json").write_text(json.dumps({"flips": [1, 0, 1, 1] * 50}))
     (tmp_path / "notes.txt").write_text("my thesis")
     monkeypatch.chdir(tmp_path)
     return tmp_path

@@ -1,0 +1,169 @@
+"""One model fitted by several methods, side by side: posterior means and sds, elpd LOO, Pareto k, time,
+and the problems each run found.
+
+    >>> from inference.compare import compare
+    >>> table = compare("coin", {"flips": [1, 0, 1, 1] * 5}, methods=("map", "mle"), progress=False)
+    >>> table.methods_table().loc["map", "converged"]
+    'yes'
+
+The methods run one after another with the same seed; a method that fails is recorded with its one-line
+error and the others go on. What is compared:
+
+- per parameter (each scalar of each continuous site, discrete local sites left out as in `summary`): the
+  posterior mean and sd by method (a point estimate has no sd);
+- per method: the wall time, the draws, elpd LOO with its standard error (`az.loo`, for methods with more
+  than one draw and a pointwise log-likelihood), the Pareto k of the approximation (SVI's guide, the
+  Laplace approximation at a MAP), whether the optimiser converged, and the problems in words.
+
+Why not `az.compare`: it ranks models by elpd; here one model is fitted by several methods, and most of
+what tells them apart (convergence, Pareto k, the spread a point estimate lacks) is not an elpd.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from ppl_models.data import DataError
+from ppl_models.registry import resolve
+
+from .errors import InputError
+from .options import METHODS
+
+DEFAULT_METHODS = ("nuts", "svi", "map")
+
+
+@dataclass
+class MethodRun:
+    """One method's run: its Posterior (None when it failed), its wall time, and its error if it failed."""
+
+    method: str
+    seconds: float
+    posterior: Any = None
+    error: str | None = None
+
+
+@dataclass
+class Comparison:
+    """The runs of one model by several methods (see the module docstring for what is compared)."""
+
+    model: str
+    runs: list[MethodRun] = field(default_factory=list)
+
+    def parameters_table(self, max_rows: int | None = 40) -> pd.DataFrame:
+        """Rows: parameters; columns: (method, mean) and (method, sd)."""
+        columns = {}
+        for run in self.runs:
+            if run.posterior is None or not run.posterior.samples:
+                continue
+            summary = run.posterior.summary(kind="stats")
+            columns[(run.method, "mean")] = summary["mean"]
+            columns[(run.method, "sd")] = summary["sd"] if "sd" in summary else pd.Series(np.nan, summary.index)
+        if not columns:
+            return pd.DataFrame()
+        table = pd.DataFrame(columns)
+        table.columns = pd.MultiIndex.from_tuples(table.columns, names=["method", "statistic"])
+        return table.head(max_rows) if max_rows is not None else table
+
+    def methods_table(self) -> pd.DataFrame:
+        """Rows: methods; columns: seconds, draws, elpd_loo, elpd_loo_se, pareto_k, converged, problems."""
+        rows = {}
+        for run in self.runs:
+            post = run.posterior
+            if post is None:
+                rows[run.method] = {"seconds": round(run.seconds, 1), "draws": 0, "elpd_loo": np.nan,
+                                    "elpd_loo_se": np.nan, "pareto_k": np.nan, "converged": "-",
+                                    "problems": f"failed: {run.error}"}
+                continue
+            elpd, se = _loo(post)
+            convergence = getattr(post, "convergence", None)
+            approximation = getattr(post, "approximation", None)
+            problems = post.problems()
+            rows[run.method] = {
+                "seconds": round(run.seconds, 1),
+                "draws": post.num_chains * post.num_draws,
+                "elpd_loo": elpd, "elpd_loo_se": se,
+                "pareto_k": approximation.pareto_k if approximation is not None else np.nan,
+                "converged": "-" if convergence is None else ("yes" if convergence.converged else "no"),
+                "problems": "; ".join(problems) if problems else "none",
+            }
+        return pd.DataFrame.from_dict(rows, orient="index")
+
+    def report(self, max_rows: int = 40) -> str:
+        """Both tables as text, the methods first."""
+        with pd.option_context("display.width", 160, "display.max_columns", 30, "display.max_colwidth", 200,
+                               "display.float_format", "{:.3f}".format):
+            methods = self.methods_table()
+            brief = methods.drop(columns=["problems"])
+            lines = [f"{self.model}: {', '.join(r.method for r in self.runs)}", brief.to_string(), ""]
+            for method, row in methods.iterrows():
+                lines.append(f"{method} problems: {row['problems']}")
+            parameters = self.parameters_table(max_rows=None)
+            if not parameters.empty:
+                lines += ["", parameters.head(max_rows).to_string()]
+                if len(parameters) > max_rows:
+                    lines.append(f"... {len(parameters) - max_rows} more parameters")
+        return "\n".join(lines)
+
+
+def _loo(post: Any) -> tuple[float, float]:
+    """elpd LOO and its standard error, or NaN where it does not apply (one draw, no log-likelihood)."""
+    if post.num_chains * post.num_draws < 2:
+        return math.nan, math.nan
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            idata = post.to_arviz(prior=False, predictive=False)
+            if "log_likelihood" not in idata.groups():
+                return math.nan, math.nan
+            loo = az.loo(idata)
+        return float(loo["elpd_loo"]), float(loo["se"])
+    except Exception:  # noqa: BLE001 (a model whose pointwise log-likelihood ArviZ cannot read: no elpd)
+        return math.nan, math.nan
+
+
+def compare(model: Any, data: dict | None = None, methods: tuple[str, ...] | list[str] | None = None,
+            seed: int = 0, progress: bool = True, options: dict[str, dict] | None = None) -> Comparison:
+    """Fit `model` by each of `methods` (default: those of nuts, svi and map that apply) and compare them.
+
+    Args:
+        model, data, seed, progress: as for `fit`.
+        methods: the methods to run, in order.
+        options: method -> engine options for that method's `fit`, e.g. ``{"svi": {"guide": "mvn"}}``.
+    """
+    from .api import fit
+
+    spec, _, name = resolve(model)
+    engines = spec.engines if spec is not None else METHODS
+    if methods is None:
+        methods = tuple(m for m in DEFAULT_METHODS if m in engines) or tuple(engines[:1])
+    methods = tuple(methods)
+    if not methods:
+        raise InputError("methods", "is empty; name at least one of " + ", ".join(METHODS))
+    for method in methods:
+        if method not in METHODS:
+            raise InputError("methods", f"unknown method {method!r}; choose among {', '.join(METHODS)}")
+    options = dict(options or {})
+    for method in options:
+        if method not in methods:
+            raise InputError("options", f"has options for {method!r}, which is not among the methods compared")
+    comparison = Comparison(name or getattr(model, "__name__", "model"))
+    for method in methods:
+        start = time.perf_counter()
+        try:
+            post = fit(model, data, method=method, seed=seed, progress=progress, **options.get(method, {}))
+        except (InputError, DataError):
+            raise  # bad input is the caller's to fix, for every method alike
+        except Exception as exc:  # noqa: BLE001 (a method that fails is one row; the others go on)
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            comparison.runs.append(MethodRun(method, time.perf_counter() - start, None, f"{type(exc).__name__}: {text}"))
+            continue
+        comparison.runs.append(MethodRun(method, time.perf_counter() - start, post))
+    return comparison
