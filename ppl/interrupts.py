@@ -67,9 +67,12 @@ def handle_signals(restore: bool = True) -> Iterator[None]:
         previous = {}
     previous_hook = sys.unraisablehook
 
-    def quiet_when_recorded(args) -> None:  # "Exception ignored in <weakref callback>": a traceback on stderr
-        if isinstance(args.exc_value, KeyboardInterrupt) and _received:
-            return  # recorded: the command stops at its next checkpoint and says so in one line
+    def quiet_when_recorded(args) -> None:  # "Exception ignored in ...": a traceback on stderr
+        if _received:
+            # recorded: the command stops at its next checkpoint and says so in one line. Until then the
+            # interrupt may also have cut an object's construction short, whose destructor then fails
+            # (h5netcdf's File.close on a file whose __init__ was interrupted); that is not news either
+            return
         previous_hook(args)
 
     sys.unraisablehook = quiet_when_recorded
