@@ -16,6 +16,7 @@ mean loss between two successive windows below `tol`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from dataclasses import dataclass, replace
@@ -71,14 +72,46 @@ def _elbo(structure: ModelStructure, num_particles: int = 1, vectorise: bool = T
 PARTICLE_PLANS = ((True, None), (False, 32))
 
 
-def _with_particles(structure: ModelStructure, particles: int, run: Callable[[Any], Any]) -> Any:
-    """`run(elbo)` with `particles` vectorised particles, else (the program does not broadcast over them)
-    with fewer particles, one trace each; the last failure propagates."""
-    for i, (vectorise, cap) in enumerate(PARTICLE_PLANS):
+def _broadcasts_over_particles(model, guide, data: dict, structure: ModelStructure, particles: int = 3) -> bool:
+    """Whether the program computes one value per particle under a particle plate, as vectorised ELBO
+    particles need. Checked with identical particles: the guide's draw of one trace, copied along the
+    particle dimension, must give `particles` times that trace's log-densities. A program that broadcasts
+    its own dimensions against the particle dimension (eight schools as Pyro's example writes it, with no
+    plate) gave a loss of 31,479 where one particle at a time gives 54, without an error."""
+    if structure.enumerated:
+        return False  # (enumerated programs take the traced path)
+    plate = pyro.plate("_particles", particles, dim=-(structure.max_plate_nesting + 1))
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            guide_one = poutine.trace(guide).get_trace(**data)
+            model_one = poutine.trace(poutine.replay(model, trace=guide_one)).get_trace(**data)
+            with plate:
+                copies = poutine.trace(guide).get_trace(**data)
+            for name, site in copies.nodes.items():
+                if site["type"] == "sample":
+                    site["value"] = guide_one.nodes[name]["value"].expand(site["value"].shape)
+            with plate:
+                guide_many = poutine.trace(poutine.replay(guide, trace=copies)).get_trace(**data)
+                model_many = poutine.trace(poutine.replay(model, trace=guide_many)).get_trace(**data)
+            one = float(guide_one.log_prob_sum() - model_one.log_prob_sum())
+            many = float(guide_many.log_prob_sum() - model_many.log_prob_sum())
+    except Exception:  # noqa: BLE001
+        return False
+    return math.isfinite(one) and abs(many - particles * one) <= 1e-3 * (abs(particles * one) + 1.0)
+
+
+def _with_particles(structure: ModelStructure, particles: int, run: Callable[[Any], Any],
+                    vectorisable: bool = True) -> Any:
+    """`run(elbo)` with `particles` vectorised particles where the program broadcasts over them
+    (`vectorisable`, see `_broadcasts_over_particles`), else with fewer particles, one trace each; the
+    last failure propagates."""
+    plans = PARTICLE_PLANS if vectorisable else PARTICLE_PLANS[1:]
+    for i, (vectorise, cap) in enumerate(plans):
         try:
             return run(_elbo(structure, particles if cap is None else min(particles, cap), vectorise))
         except Exception:  # noqa: BLE001
-            if i == len(PARTICLE_PLANS) - 1:
+            if i == len(plans) - 1:
                 raise
 
 
@@ -190,7 +223,8 @@ def objective_gap(model, guide, data, structure: ModelStructure, seed: int,
     try:
         with poutine.block(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return _with_particles(structure, particles, measure)
+            vectorisable = _broadcasts_over_particles(model, guide, data, structure)
+            return _with_particles(structure, particles, measure, vectorisable)
     except Exception:  # noqa: BLE001 (not measurable on this program: the record says None)
         return None
     finally:
@@ -248,7 +282,8 @@ def _polish(model, guide, data, structure: ModelStructure, seed: int) -> tuple[l
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return list(_with_particles(structure, POLISH_PARTICLES, run)), True
+            vectorisable = _broadcasts_over_particles(model, guide, data, structure)
+            return list(_with_particles(structure, POLISH_PARTICLES, run, vectorisable)), True
     except Exception:  # noqa: BLE001 (the Adam estimate stands; the gap test says whether it is good)
         _restore(params, start)
         return [], False
@@ -286,7 +321,12 @@ def _adam_loop(model, guide, data, structure, *, num_steps, lr, tol, progress, d
             drifting = tuple(iterates.drifting()) if tol > 0 else ()
         if settle_from is not None and step == settle_from:
             svi = SVI(model, guide, ClippedAdam({"lr": lr / SETTLE_FACTOR}), elbo)
-        loss = svi.step(**data)
+        try:
+            loss = svi.step(**data)
+        except (ValueError, RuntimeError) as exc:
+            if not history or not _non_finite_parameters(exc):
+                raise
+            loss = math.nan
         if not np.isfinite(loss):
             _blame_the_data(model, data, structure, history)
             raise FloatingPointError(f"{desc}: the loss became {loss} at step {len(history) + 1}; "
@@ -319,6 +359,12 @@ def _adam_loop(model, guide, data, structure, *, num_steps, lr, tol, progress, d
     return history, convergence
 
 
+def _non_finite_parameters(exc: BaseException) -> bool:
+    """Whether `exc` is a distribution refusing non-finite parameters (the optimiser's, not the data's)."""
+    text = str(exc)
+    return "nan" in text.lower() and ("Expected parameter" in text or "invalid values" in text)
+
+
 def _lbfgs_loop(model, guide, data, structure, *, num_steps, tol, progress, desc, method):
     elbo = _elbo(structure)
     with torch.no_grad():
@@ -337,11 +383,18 @@ def _lbfgs_loop(model, guide, data, structure, *, num_steps, tol, progress, desc
     stopped_by = "budget"
     bar = tqdm(range(num_steps), desc=desc, disable=not progress, leave=False)
     for _ in bar:
-        loss = opt.step(closure).item()
+        try:
+            loss = opt.step(closure).item()
+        except (ValueError, RuntimeError) as exc:  # a distribution refusing the parameters the line search tried
+            if not _non_finite_parameters(exc):
+                raise
+            loss = math.nan
         if not np.isfinite(loss):
             _blame_the_data(model, data, structure, history)
-            raise FloatingPointError(f"{desc}: the loss became {loss}; the mode may not exist (an improper "
-                                     "likelihood, e.g. separable data under MLE)")
+            raise FloatingPointError(
+                f"{desc}: the estimate ran off to the edge of the parameter space (the loss became {loss}): the "
+                "mode does not exist inside it; a density unbounded at its edge (a Dirichlet or Beta prior with a "
+                "concentration below 1, a scale going to 0) or separable data under MLE; use method='nuts'")
         history.append(loss)
         if len(history) > 1 and abs(history[-2] - loss) <= max(tol, 1e-12) * (abs(loss) + 1.0):
             stopped_by = "optimiser"
@@ -405,15 +458,25 @@ class OptimResult:
 class ImplicitEvents(Messenger):
     """A continuous site outside every plate whose distribution has batch dimensions
     (``HalfCauchy(torch.ones(d))``, as Pyro's examples/lkj.py writes it) is one variable of d components:
-    declare its batch dimensions an event (``.to_event``), as `Trace_ELBO`'s shape check wants. Sites in
-    plates, and discrete sites (which enumeration needs as they are), are left alone."""
+    declare its batch dimensions an event (``.to_event``), as `Trace_ELBO`'s shape check wants. Which sites
+    and how many dimensions is read from the program's own trace (`ModelStructure`), so that dimensions a
+    particle plate adds on the left stay batch dimensions. Sites in plates, and discrete sites (which
+    enumeration needs as they are), are left alone."""
+
+    def __init__(self, structure: ModelStructure):
+        super().__init__()
+        self.dims = {}
+        for name, site in structure.trace.nodes.items():
+            fn = site.get("fn")
+            if (site["type"] != "sample" or site["cond_indep_stack"] or site_is_subsample(site)
+                    or not getattr(fn, "batch_shape", None) or getattr(fn, "has_enumerate_support", False)):
+                continue
+            self.dims[name] = len(fn.batch_shape)
 
     def _pyro_sample(self, msg):
-        fn = msg["fn"]
-        if (msg["cond_indep_stack"] or site_is_subsample(msg) or not getattr(fn, "batch_shape", None)
-                or getattr(fn, "has_enumerate_support", False)):
-            return
-        msg["fn"] = fn.to_event(len(fn.batch_shape))
+        dims = self.dims.get(msg["name"])
+        if dims and len(getattr(msg["fn"], "batch_shape", ())) >= dims:
+            msg["fn"] = msg["fn"].to_event(dims)
 
 
 def _approximation_or_note(compute: Callable, notes: list[str]) -> Approximation | None:
@@ -442,7 +505,7 @@ def run_svi(model, data, structure: ModelStructure, *, guide="normal", num_steps
     """Fit a guide by maximising the ELBO; its draws (1, num_samples, ...), convergence and Pareto k."""
     notes = []
     hidden = structure.enumerated
-    program = ImplicitEvents()(model)
+    program = ImplicitEvents(structure)(model)
     if isinstance(guide, str):
         if guide not in AUTOGUIDES:
             raise InputError("guide", f"unknown guide {guide!r}; choose {', '.join(AUTOGUIDES)} or pass a callable")
@@ -506,7 +569,7 @@ def run_point(model, data, structure: ModelStructure, *, method: str, optimizer:
     if structure.non_enumerable:
         raise InputError("method", f"discrete sites {structure.non_enumerable} cannot be enumerated, so "
                          f"{method} cannot integrate them out")
-    target = ImplicitEvents()(IgnorePrior(structure.global_)(model) if method == "mle" else model)
+    target = ImplicitEvents(structure)(IgnorePrior(structure.global_)(model) if method == "mle" else model)
     if method == "mle":
         notes.append("MLE: the prior terms of " + (", ".join(structure.global_) or "no site") +
                      " are masked out; the objective is the likelihood alone")
