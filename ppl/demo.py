@@ -13,6 +13,7 @@ when any fit failed or any oracle check failed. The directory is written atomica
 
 from __future__ import annotations
 
+import html
 import inspect
 import sys
 import time
@@ -34,6 +35,33 @@ QUICK: dict[str, dict[str, Any]] = {
     "map": {},
     "mle": {},
 }
+
+
+# one model fitted by several methods, side by side at the end of the page (`inference.compare`)
+COMPARED = ("linear_regression", ("nuts", "svi", "map", "mle"))
+
+
+def _comparison(progress: bool) -> tuple[str, str]:
+    """The comparison section's HTML and a line for the terminal (or the failure, in words)."""
+    import ppl_models
+    from inference import compare
+
+    from .report import comparison_section
+
+    name, methods = COMPARED
+    try:
+        spec = ppl_models.get(name)
+        comparison = compare(spec, spec.default_data(seed=0), methods=methods, progress=progress,
+                             options={"nuts": demo_options(spec, "nuts")})
+        table = comparison.methods_table()
+        flagged = [m for m, row in table.iterrows() if row["problems"] != "none"]
+        line = f"{name} compared by {', '.join(methods)}: " + (
+            f"problems with {', '.join(flagged)}" if flagged else "no problems")
+        return comparison_section(comparison), line
+    except Exception as exc:  # the comparison is reported as failed; the demo's models stand
+        text = f"{type(exc).__name__}: {exc}"
+        return (f"<section id='compare'><h2>Methods compared</h2><p class='bad'>failed: {html.escape(text)}</p>"
+                "</section>", f"comparison failed: {text}")
 
 
 def demo_options(spec: Any, method: str) -> dict[str, Any]:
@@ -164,7 +192,8 @@ def run_demo(out: Path, progress: bool = True, names: list[str] | None = None) -
         for name in bar:
             bar.set_postfix_str(name)
             reports.append(fit_one(name, tmp, progress=False))
-        (tmp / "index.html").write_text(page(reports, time.perf_counter() - start), encoding="utf-8")
+        comparison, compared = _comparison(progress=False)
+        (tmp / "index.html").write_text(page(reports, time.perf_counter() - start, comparison), encoding="utf-8")
     width = max((len(n) for n in names), default=5)
     print(f"{'model':<{width}}  engine  {'time':>7}  diagnostics  oracle")
     for r in reports:
@@ -172,6 +201,7 @@ def run_demo(out: Path, progress: bool = True, names: list[str] | None = None) -
         print(f"{r.name:<{width}}  {r.method:<6}  {r.seconds:5.1f} s  {status:<11}  {r.oracle}")
         if r.check is not None and not r.check.passed:
             print(f"  oracle check failed: {r.check.text}")
+    print(compared)
     print(f"wrote {run.final}/index.html")
     return 1 if any(r.error or r.oracle == "failed" for r in reports) else 0
 

@@ -239,8 +239,35 @@ details pre{background:#f6f6f6;padding:.6em;font-size:85%;white-space:pre-wrap}
 """
 
 
-def page(reports: list[ModelReport], total_seconds: float | None = None) -> str:
-    """The whole HTML page."""
+def comparison_section(comparison: Any) -> str:
+    """One model fitted by several methods (`inference.compare`): the methods table (time, draws, elpd LOO,
+    Pareto k, converged, problems) and every parameter's mean and sd by method."""
+    e = html.escape
+    methods = comparison.methods_table()
+    rows = []
+    for method, row in methods.iterrows():
+        problems = row["problems"]
+        kind = "ok" if problems == "none" else "warn"
+        rows.append(f"<tr><th>{e(str(method))}</th><td>{row['seconds']:.1f} s</td><td>{int(row['draws'])}</td>"
+                    f"<td>{_fmt(row['elpd_loo'])}</td><td>{_fmt(row['elpd_loo_se'])}</td><td>{_fmt(row['pareto_k'])}</td>"
+                    f"<td>{e(str(row['converged']))}</td><td class='{kind}'>{e(problems)}</td></tr>")
+    parameters = comparison.parameters_table()
+    head = "".join(f"<th>{e(m)} {e(stat)}</th>" for m, stat in parameters.columns)
+    body = "".join(f"<tr><th>{e(str(name))}</th>{''.join(f'<td>{_fmt(v)}</td>' for v in row.values)}</tr>"
+                   for name, row in parameters.iterrows())
+    return (f"<section id='compare'><h2>One model, several methods: {e(comparison.model)}</h2>"
+            "<p>The same model and data fitted by each method (<code>ppl compare "
+            f"{e(comparison.model)}</code>). Pareto k tests the approximation each method makes of the posterior "
+            "(SVI's guide, the Laplace approximation at the MAP): below 0.5 good, 0.5-0.7 doubtful, above 0.7 "
+            "unreliable. A point estimate has no sd and no elpd LOO.</p>"
+            "<table class='summary'><thead><tr><th>method</th><th>time</th><th>draws</th><th>elpd LOO</th>"
+            "<th>se</th><th>Pareto k</th><th>converged</th><th>problems</th></tr></thead><tbody>"
+            f"{''.join(rows)}</tbody></table>"
+            f"<table class='summary'><thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table></section>")
+
+
+def page(reports: list[ModelReport], total_seconds: float | None = None, comparison: str = "") -> str:
+    """The whole HTML page (`comparison`: the HTML of `comparison_section`, placed after the models)."""
     e = html.escape
     when = datetime.now().strftime("%Y-%m-%d %H:%M")
     passed = sum(r.oracle == "passed" for r in reports)
@@ -262,5 +289,6 @@ def page(reports: list[ModelReport], total_seconds: float | None = None) -> str:
                      f"<td class='{oracle_kind}'>{r.oracle}</td></tr>")
     parts.append("</tbody></table>")
     parts.extend(_section(r) for r in reports)
+    parts.append(comparison)
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -56,7 +56,7 @@ def test_report_has_a_section_per_model_and_names_only_existing_files(report_dir
     text = (report_dir / "index.html").read_text(encoding="utf-8")
     links = _Links()
     links.feed(text)
-    assert sorted(links.ids) == ppl_models.names()
+    assert sorted(links.ids) == sorted(ppl_models.names() + ["compare"])
     for name in ppl_models.names():
         assert f"href='#{name}'" in text
         assert (report_dir / name / "posterior.nc").is_file()
@@ -78,6 +78,12 @@ def test_report_shows_diagram_factorization_summary_and_check(report_dir):
         assert "class='summary'" in body, f"{name}: no summary table"
         assert "factorization not available" not in body, f"{name}: no factorization"
         assert ("oracle check passed" in body or "oracle check FAILED" in body) == (name in CHECKS)
+    # one model by several methods, side by side, after the models
+    compared = text.split("<section id='compare'>")[1]
+    name, methods = demo.COMPARED
+    assert name in compared and "failed" not in compared.split("</h2>")[0]
+    for method in methods:
+        assert f"<tr><th>{method}</th>" in compared
     # the inline diagrams keep their ids apart
     ids = re.findall(r'\bid="([^"]+)"', text)
     assert len(ids) == len(set(ids))
