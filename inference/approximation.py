@@ -54,7 +54,8 @@ CHUNK = 250  # draws evaluated at once on the batched path
 K_DOUBTFUL = 0.5
 K_UNRELIABLE = 0.7
 NEWTON_STEPS = 20
-LAPLACE_MAX_DIM = 500  # a dense Hessian beyond this costs more than the fit
+LAPLACE_MAX_DIM = 500
+MANY_LOCAL = 100  # plated latent values from which a guide's k is read as a joint over local codes  # a dense Hessian beyond this costs more than the fit
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Approximation:
     num_draws: int
     log_weights: np.ndarray
     draws: dict[str, np.ndarray]
+    advice: str = ""  # what to do about a doubtful or unreliable k, when the default advice does not fit
 
     @property
     def verdict(self) -> str:
@@ -96,10 +98,11 @@ class Approximation:
         verdict = self.verdict
         if verdict == "good" or (verdict == "doubtful" and method != "svi"):
             return None  # (a MAP estimate stands on its own; its Laplace k says how Gaussian the posterior is)
-        better = ("use method='nuts', or a guide that can follow correlations (guide='mvn'); reweight=True "
-                  "resamples the draws by their smoothed importance weights" if method == "svi" else
-                  "the posterior is far from a Gaussian about its mode, so the estimate alone says little of it: "
-                  "use method='nuts' for its mean and spread")
+        better = self.advice or (
+            "use method='nuts', or a guide that can follow correlations (guide='mvn'); reweight=True resamples "
+            "the draws by their smoothed importance weights" if method == "svi" else
+            "the posterior is far from a Gaussian about its mode, so the estimate alone says little of it: "
+            "use method='nuts' for its mean and spread")
         if verdict == "unknown":
             return f"{method}: the Pareto k of {self.proposal} could not be estimated (non-finite importance ratios); {better}"
         if verdict == "unreliable":
@@ -141,13 +144,22 @@ def log_density(potential: Potential, z: torch.Tensor) -> torch.Tensor:
 
 
 def _pareto(log_ratios: np.ndarray) -> tuple[np.ndarray, float]:
-    ratios = np.where(np.isnan(log_ratios), -np.inf, log_ratios)
-    if not np.isfinite(ratios).any():
-        return np.full_like(ratios, -np.log(len(ratios))), math.nan
+    """Pareto-smoothed normalised log weights and k. The ratios are shifted to a maximum of 0 in float64
+    first: a VAE's log ratios are near -34,000 in float32, where ArviZ's smoothing returned NaN weights
+    and k 0.05 for ratios whose k is 17."""
+    ratios = np.asarray(log_ratios, dtype=np.float64)
+    ratios = np.where(np.isnan(ratios), -np.inf, ratios)
+    finite = np.isfinite(ratios)
+    if not finite.any():
+        return np.full(len(ratios), -np.log(len(ratios))), math.nan
+    ratios = ratios - ratios[finite].max()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ArviZ warns for k > 0.7, which the result says in words
         smoothed, k = az.psislw(ratios)
-    return np.asarray(smoothed, dtype=float), float(k)
+    smoothed = np.asarray(smoothed, dtype=float)
+    if np.isnan(smoothed).any() or not math.isfinite(float(k)):
+        return smoothed, math.nan
+    return smoothed, float(k)
 
 
 def _guide_draws(guide: Callable, data: dict, structure: ModelStructure, sites: list[str],
@@ -169,15 +181,26 @@ def _guide_draws(guide: Callable, data: dict, structure: ModelStructure, sites: 
 
 def guide_approximation(model: Callable, guide: Callable, data: dict, structure: ModelStructure, name: str,
                         num_draws: int = NUM_DRAWS) -> Approximation:
-    """The PSIS diagnostic of a fitted guide: `num_draws` draws of q, their ratios p(x, z) / q(z)."""
+    """The PSIS diagnostic of a fitted guide: `num_draws` draws of q, their ratios p(x, z) / q(z), over
+    all its latent values jointly (a VAE's local codes included: then the advice says what that means)."""
     potential = Potential(model, data, structure, num_chains=num_draws, compile=False)
     sites = [s.name for s in potential.sites]
     values, log_q = _guide_draws(guide, data, structure, sites, num_draws)
     z, log_jac = _flat(potential, values, num_draws)
-    log_p = log_density(potential, z) - log_jac
+    with full_size_plates():  # a mini-batch model is scored on all of its data, as its guide was drawn
+        log_p = log_density(potential, z) - log_jac
     smoothed, k = _pareto((log_p - log_q.to(log_p.dtype)).numpy())
+    # latent values one per data point (structure.local), or per node of a graph (plated, and many)
+    plated = [n for n in values if structure.trace.nodes[n]["cond_indep_stack"]]
+    local = sum(int(np.prod(structure.trace.nodes[n]["value"].shape)) for n in plated)
+    advice = ""
+    if any(n in structure.local for n in values) or local >= MANY_LOCAL:
+        advice = (f"the ratios are taken over all {local:,} local latent values jointly (one or more per data point), "
+                  "where small errors per data point add up: the guide's draws are no joint posterior sample, while "
+                  "what it gives per data point (codes, reconstructions, the held-out ELBO) is judged by the "
+                  "model's own measures; for the joint posterior use NUTS where the model allows it")
     return Approximation(f"the guide {name}", k, num_draws, smoothed,
-                         {s: v.detach().cpu().numpy() for s, v in values.items()})
+                         {s: v.detach().cpu().numpy() for s, v in values.items()}, advice)
 
 
 def _grad(f: Callable, u: torch.Tensor) -> torch.Tensor:
