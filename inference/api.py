@@ -227,7 +227,8 @@ def fit(model: Any, data: dict | None = None, method: str | None = None, seed: i
             samples = sample_discrete(fn, data, structure, {}, chain_draw=shape, temperature=temperature)
     samples = {k: samples[k] for k in structure.latent if k in samples}
     return Posterior(samples=samples, method=method, settings={"seed": seed, **settings}, sample_stats=sample_stats,
-                     loss=loss, convergence=convergence, approximation=approximation, notes=notes, model=fn, data=data, structure=structure, model_name=name,
+                     loss=loss, convergence=convergence, approximation=approximation, notes=notes, model=fn,
+                     data=data, structure=structure, model_name=name,
                      guide=guide, param_state=pyro.get_param_store().get_state(), pointwise=pointwise)
 
 

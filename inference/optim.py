@@ -7,11 +7,13 @@
   Adam when it is stochastic. ``mle`` is the same run with the prior terms of the global sites masked
   out, so MAP and MLE differ only in the prior, as the course teaches.
 - Local latent sites (one per data point) are not point-estimated: discrete ones are summed out exactly
-  by enumeration, continuous ones are integrated by a variational AutoNormal guide (variational EM).
-  The result's notes say which.
+  by enumeration, continuous ones are integrated by a variational AutoNormal guide (variational EM),
+  then polished by L-BFGS on the ELBO with fixed particles. The result's notes say which.
 
-Every loop stops at its step budget or earlier when the loss stops changing (relative change of the
-mean loss between two successive windows below `tol`).
+Adam runs until its loss is flat and its parameters stop drifting, then settles at a tenth of the step
+with its iterates averaged (`_adam_loop`); L-BFGS until its own test fires. The step budget is a ceiling.
+Every run says why it stopped and how far from its optimum it may be (`convergence.Convergence`), and
+SVI and MAP how good their approximation of the posterior is (`approximation.Approximation`, Pareto k).
 """
 
 from __future__ import annotations
@@ -116,8 +118,8 @@ def _with_particles(structure: ModelStructure, particles: int, run: Callable[[An
 
 
 CHECK_EVERY = 50  # steps between two tests of the loss's trend
-SETTLE_FACTOR = 10.0
-SETTLE_AT = 0.8  # a run the budget stops settles over the budget's last fifth  # the step size of the settling phase is the initial one divided by this
+SETTLE_FACTOR = 10.0  # the step size of the settling phase is the initial one divided by this
+SETTLE_AT = 0.8  # a run the budget stops settles over the budget's last fifth
 
 
 def _blame_the_data(model, data, structure, history: list[float]) -> None:
@@ -564,7 +566,8 @@ def _has_laplace_terms(structure: ModelStructure, sites: list[str]) -> bool:
 def run_point(model, data, structure: ModelStructure, *, method: str, optimizer: str | None = None,
               num_steps: int | None = None, lr: float | None = None, tol: float | None = None, progress=True,
               seed=0):
-    """MAP or MLE of the global sites; return (estimates (1, 1, ...), loss history, notes, guide)."""
+    """MAP or MLE of the global sites: the estimate (1, 1, ...), why the run stopped (with the Newton decrement
+    where the curvature is known) and, for MAP, the Pareto k of the Laplace approximation there."""
     notes = []
     if structure.non_enumerable:
         raise InputError("method", f"discrete sites {structure.non_enumerable} cannot be enumerated, so "

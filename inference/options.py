@@ -204,8 +204,8 @@ ENGINE_OPTIONS: tuple[EngineOption, ...] = (
                  "network weights are trained too", none_ok=True,
                  low=0, high=10, low_open=True, why_high="a larger Adam step diverges"),
     EngineOption("tol", "float", {"svi": 1e-4, "map": None, "mle": None},
-                 "the loss is flat when it falls by less than twice its noise and less than tol of its level "
-                 "over the last quarter of the run; 0: run the whole budget",
+                 "the loss is flat when, over the last half of a phase, it falls by less than twice its noise "
+                 "and less than tol of its level; 0: run the whole budget",
                  low=0, high=1, high_open=True, none_ok=True),
     EngineOption("num_particles", "int", {"svi": 1}, "ELBO particles per step",
                  low=1, high=10**4, why_high="more particles cost memory and time for no useful gain in the gradient"),

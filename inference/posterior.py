@@ -218,7 +218,7 @@ class Posterior:
             loss.attrs.update({"stopped_by": c.stopped_by, "steps": c.steps, "budget": c.budget,
                                "converged": int(c.converged), "trend_window": c.trend.window,
                                "trend_change": c.trend.change, "trend_se": c.trend.se, "description": c.describe()})
-            for key in ("grad_norm", "newton_decrement"):
+            for key in ("grad_norm", "newton_decrement", "gap"):
                 if getattr(c, key) is not None:
                     loss.attrs[key] = getattr(c, key)
         return loss
