@@ -325,7 +325,8 @@ class Posterior:
                 found.append(f"{n} of {total} transitions diverged: the sampler could not follow the "
                              "posterior's geometry; raise target_accept or reparameterise")
         if self.method in ("nuts", "hmc") and self.num_draws > 3:
-            table = self.summary(kind="diagnostics")
+            # raw values: ArviZ rounds to two decimals by default, which hid 1.014 and showed 1.0171 as 1.020
+            table = self.summary(kind="diagnostics", round_to="none")
             if self.num_chains > 1:
                 bad = table[table["r_hat"] > RHAT_LIMIT]
                 for name, row in bad.iterrows():

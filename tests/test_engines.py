@@ -251,3 +251,28 @@ def test_arviz_dims_of_a_site_with_event_dims_name_the_plate_on_the_batch_axis()
     structure = inspect_model(model, {"x": torch.zeros(5, 2)})
     assert structure.dims["z"] == ["N", "z_dim_1"]
     assert structure.dims["x"] == ["N", "x_dim_1"]
+
+
+def test_rhat_rule_reads_the_raw_value_not_arviz_rounding():
+    """ArviZ's summary rounds R-hat to two decimals: 1.014 read as 1.01 (not flagged, while the report's
+    cell for the raw value was red) and 1.0171 as 1.02. problems() tests and prints the raw value."""
+    import arviz as az
+
+    from inference.posterior import RHAT_LIMIT, Posterior
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(2, 2000))
+    found = None
+    for shift in np.linspace(0.0, 0.4, 401):
+        draws = base + np.array([[0.0], [shift]])
+        raw = float(az.rhat(draws))
+        if 1.011 < raw < 1.015:  # rounds to 1.01: not above the limit once rounded
+            found = draws, raw
+            break
+    assert found is not None
+    draws, raw = found
+    post = Posterior(samples={"x": draws}, method="nuts", settings={})
+    flagged = [p for p in post.problems() if p.startswith("x: R-hat")]
+    assert raw > RHAT_LIMIT and flagged and f"{raw:.3f}" in flagged[0]
+    calm = Posterior(samples={"x": base}, method="nuts", settings={})
+    assert not [p for p in calm.problems() if "R-hat" in p]

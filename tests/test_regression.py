@@ -138,8 +138,9 @@ def test_nuts_flat_prior_reproduces_stan_kidiq(shared_data):
     y = np.asarray(data["kid_score"], dtype=float)
     start = time.perf_counter()
     # mom_iq ~ 100 makes intercept and slope correlated at -0.99: a dense mass matrix removes that
+    # four chains of 500: R-hat over two chains of 300 draws read 1.011 for sigma (ArviZ's rounding hid it)
     post = fit("linear_regression", {"X": X, "y": y, "prior": "flat", "sigma_scale": 2.5}, method="nuts",
-               num_chains=2, num_samples=300, num_warmup=300, full_mass=True, jit_compile=True, progress=False)
+               num_chains=4, num_samples=500, num_warmup=300, full_mass=True, progress=False)
     print(f"kidiq NUTS: {time.perf_counter() - start:.0f} s")
     assert post.problems() == []
     draws = {"beta[1]": post.samples["intercept"], "beta[2]": post.samples["coef"][..., 0],
