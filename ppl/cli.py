@@ -60,11 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--method", help="nuts, hmc, svi, map or mle (default: the model's default engine)")
     f.add_argument("--data", help="data file (.json, .csv or .npz); default: the model's embedded data")
     f.add_argument("--out", help="run directory (default: runs/NAME-METHOD)")
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--chains", type=int)
-    f.add_argument("--samples", type=int)
-    f.add_argument("--warmup", type=int)
-    f.add_argument("--steps", type=int)
+    f.add_argument("--seed", type=int, default=0, help="every random choice follows from it: the same seed "
+                                                        "gives the same draws (default 0)")
+    for flag, (option, methods) in _FLAGS.items():
+        f.add_argument(f"--{flag}", type=int, help=_flag_help(option, methods))
     f.add_argument("--pointwise", choices=("auto", "yes", "no"), default="auto",
                    help="write the per-observation log-likelihood and predictive groups (needed by az.loo); "
                         f"auto: only when draws x observations is at most {POINTWISE_LIMIT:,}")
@@ -94,6 +93,19 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo-out")
     d.add_argument("--quiet", action="store_true")
     return p
+
+
+def _flag_help(option: str, methods: tuple[str, ...]) -> str:
+    """A run-length flag's help, written from the engine option's declaration (`inference.options`)."""
+    from inference.options import BY_NAME
+
+    declared = BY_NAME[option]
+    defaults = {m: declared.defaults[m] for m in methods if m in declared.defaults}
+    if len(set(defaults.values())) == 1:
+        shown = str(next(iter(defaults.values())))
+    else:
+        shown = ", ".join(f"{m} {'auto' if v is None else v}" for m, v in defaults.items())
+    return f"{declared.help} ({'/'.join(methods)}; default: {shown})"
 
 
 def _spec(name: str):

@@ -181,3 +181,15 @@ def test_fit_relabels_a_symmetric_mixture_before_its_summary(tmp_path, capsys):
     assert (np.diff(theta, axis=-1) >= 0).all()
     out = json.loads(capsys.readouterr().out)
     assert any("relabelled" in note for note in out["notes"]), out["notes"]
+
+
+def test_run_length_flags_have_help_written_from_the_engine_options(capsys):
+    from inference.options import BY_NAME
+
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag, option in (("--chains", "num_chains"), ("--samples", "num_samples"), ("--warmup", "num_warmup"),
+                         ("--steps", "num_steps")):
+        assert " ".join(BY_NAME[option].help.split()) in text, flag
+    assert "(nuts/hmc; default: 4)" in text and "the same seed gives the same draws" in text
