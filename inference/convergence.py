@@ -119,22 +119,24 @@ class Iterates:
         self.rows: list[np.ndarray] = []
         self.index: np.ndarray | None = None
         self.names: list[str] = []
+        self.size = 0
 
     def add(self, named: list[tuple[str, np.ndarray]]) -> None:
         flat = np.concatenate([v.reshape(-1) for _, v in named]) if named else np.zeros(0)
         if not len(flat):
             return
-        if self.index is None or len(self.names) != len(flat) and self.index.max() >= len(flat):
+        if len(flat) != self.size:  # the first step (an autoguide makes its parameters then): choose the columns
+            self.size = len(flat)
             self.index = np.unique(np.linspace(0, len(flat) - 1, min(len(flat), ITERATE_COORDS)).astype(int))
             names = [name for name, v in named for _ in range(v.size)]
             self.names = [names[i] for i in self.index]
             self.rows = []
         self.rows.append(flat[self.index])
 
-    def drifting(self, since: int = 0) -> list[tuple[str, float]]:
-        """The parameters whose iterates over the last half of the steps since `since` are not stationary:
+    def drifting(self) -> list[tuple[str, float]]:
+        """The parameters whose iterates over the last half of the steps kept are not stationary:
         (name, split R-hat), worst first; the empty list when all are (or nothing is kept)."""
-        rows = self.rows[since:]
+        rows = self.rows
         if not self.names or len(rows) < 8:
             return []
         rhat = split_rhat(np.asarray(rows[len(rows) // 2:]))

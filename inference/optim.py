@@ -18,7 +18,6 @@ SVI and MAP how good their approximation of the posterior is (`approximation.App
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
 from dataclasses import dataclass, replace
@@ -293,8 +292,7 @@ def _polish(model, guide, data, structure: ModelStructure, seed: int) -> tuple[l
         set_rng_state(state)
 
 
-def _adam_loop(model, guide, data, structure, *, num_steps, lr, tol, progress, desc, method, num_particles=1,
-               seed=0):
+def _adam_loop(model, guide, data, structure, *, num_steps, lr, tol, progress, desc, method, num_particles=1):
     """Adam in two phases, each ended by the loss going flat (`convergence.loss_trend` over the phase's
     last half), or the budget.
 
@@ -305,7 +303,8 @@ def _adam_loop(model, guide, data, structure, *, num_steps, lr, tol, progress, d
     of leaving the estimate wherever the last step put it), until the loss is flat again. A run whose
     exploration reaches four fifths of the budget settles over the last fifth (then whether the parameters
     were still drifting is judged where exploration ended); ``tol=0`` runs the whole budget that way.
-    Returns the loss history and the `Convergence` record."""
+    Returns the loss history and the `Convergence` record (its `gap` is the caller's to measure, once the
+    estimate is final: `objective_gap`)."""
     elbo = _elbo(structure, num_particles)
     svi = SVI(model, guide, ClippedAdam({"lr": lr}), elbo)
     history: list[float] = []
@@ -355,10 +354,7 @@ def _adam_loop(model, guide, data, structure, *, num_steps, lr, tol, progress, d
     else:
         phase = history[settle_from:] if settle_from is not None and len(history) - settle_from >= 3 else history
     trend = loss_trend(phase)
-    gap = objective_gap(model, guide, data, structure, seed)
-    convergence = Convergence(method, stopped_by, len(history), num_steps, trend.level, trend, tol, drifting=drifting,
-                              gap=gap)
-    return history, convergence
+    return history, Convergence(method, stopped_by, len(history), num_steps, trend.level, trend, tol, drifting=drifting)
 
 
 def _non_finite_parameters(exc: BaseException) -> bool:
@@ -529,7 +525,8 @@ def run_svi(model, data, structure: ModelStructure, *, guide="normal", num_steps
     lr = default_lr(structure, guide) if lr is None else lr
     history, convergence = _adam_loop(enumerable(program), fitted, data, structure, num_steps=num_steps, lr=lr,
                                       tol=tol, progress=progress, desc="svi", method="svi",
-                                      num_particles=num_particles, seed=seed)
+                                      num_particles=num_particles)
+    convergence = replace(convergence, gap=objective_gap(enumerable(program), fitted, data, structure, seed))
     notes.append(convergence.describe())
     sites = [s for s in structure.continuous + structure.non_enumerable]
     approximation = None
@@ -612,16 +609,16 @@ def run_point(model, data, structure: ModelStructure, *, method: str, optimizer:
         lr = default_lr(structure, "auto") if lr is None else lr
         history, convergence = _adam_loop(program, guide, data, structure, num_steps=num_steps or 10000, lr=lr,
                                           tol=1e-6 if tol is None else tol, progress=progress, desc=method,
-                                          method=method, seed=seed)
-    if structure.local and optimizer == "adam":
-        polished, ran = _polish(program, guide, data, structure, seed)
-        if ran:
-            notes.append(f"then L-BFGS on the ELBO with {POLISH_PARTICLES} fixed particles ({len(polished)} "
-                         "iterations): stochastic steps crawl along its valleys")
-            gap = objective_gap(program, guide, data, structure, seed)
-            settled = len(polished) < POLISH_ITERATIONS  # (L-BFGS's own test ended it)
-            convergence = replace(convergence, gap=gap, drifting=() if settled else convergence.drifting,
-                                  stopped_by="optimiser" if settled else convergence.stopped_by)
+                                          method=method)
+        if structure.local:
+            polished, ran = _polish(program, guide, data, structure, seed)
+            if ran:
+                notes.append(f"then L-BFGS on the ELBO with {POLISH_PARTICLES} fixed particles ({len(polished)} "
+                             "iterations): stochastic steps crawl along its valleys")
+                settled = len(polished) < POLISH_ITERATIONS  # (L-BFGS's own test ended it)
+                convergence = replace(convergence, drifting=() if settled else convergence.drifting,
+                                      stopped_by="optimiser" if settled else convergence.stopped_by)
+        convergence = replace(convergence, gap=objective_gap(program, guide, data, structure, seed))
     with torch.no_grad():
         point = delta.median(**data) if structure.global_ else {}
         estimates = {k: v.detach().cpu().numpy()[None, None] for k, v in point.items()}

@@ -113,11 +113,11 @@ class Laplace:
         return m.expand((num_chains,) + m.shape).clone()
 
 
-def laplace(value_and_grad: ValueAndGrad, start: torch.Tensor) -> tuple[Laplace | None, str]:
+def laplace(value_and_grad: ValueAndGrad, start: torch.Tensor, max_dim: int = MAX_DIM) -> tuple[Laplace | None, str]:
     """The Laplace approximation from the mode found from `start` ``(D,)``; ``(None, why)`` when there
-    is no usable mode."""
+    is no usable mode (or more than `max_dim` dimensions)."""
     D = start.shape[0]
-    if D > MAX_DIM:
+    if D > max_dim:
         return None, f"{D} dimensions (a finite-difference Hessian would take {2 * D} gradients)"
     try:
         mode, how = find_mode(value_and_grad, start)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -30,6 +31,18 @@ def shared_data() -> Path:
     if path is None:
         pytest.skip("../shared/data is absent (reference posteriors and Cora ship only beside the repository)")
     return path
+
+
+@pytest.fixture
+def posteriordb(shared_data):
+    """name -> (its data.json, its reference.json's summary) from `../shared/data/posteriordb` (the test is
+    skipped where that is absent)."""
+    def read(name: str) -> tuple[dict, dict]:
+        folder = shared_data / "posteriordb" / name
+        return (json.loads((folder / "data.json").read_text()),
+                json.loads((folder / "reference.json").read_text())["summary"])
+
+    return read
 
 
 @pytest.fixture

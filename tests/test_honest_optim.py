@@ -10,8 +10,6 @@ posterior).
 
 from __future__ import annotations
 
-import json
-import math
 
 import numpy as np
 import pyro
@@ -193,10 +191,8 @@ def test_default_gaussian_mixture_svi_matches_scikit_learn():
 
 
 @pytest.mark.slow
-def test_svi_on_kidiq_is_near_stan_or_says_it_is_not(shared_data):
-    folder = shared_data / "posteriordb" / "kidiq-kidscore_momiq"
-    data = json.loads((folder / "data.json").read_text())
-    reference = json.loads((folder / "reference.json").read_text())["summary"]
+def test_svi_on_kidiq_is_near_stan_or_says_it_is_not(posteriordb):
+    data, reference = posteriordb("kidiq-kidscore_momiq")
     X = np.asarray(data["mom_iq"], dtype=float)[:, None]
     y = np.asarray(data["kid_score"], dtype=float)
     post = fit("linear_regression", {"X": X, "y": y, "prior": "flat", "sigma_scale": 2.5}, method="svi",

@@ -3,7 +3,6 @@ hand formula for responsibilities (gmm), and Stan's reference posterior for low_
 
 from __future__ import annotations
 
-import json
 
 import arviz as az
 import numpy as np
@@ -232,12 +231,11 @@ def test_gmm_svi_multivariate_recovers_the_truth():
 
 
 @pytest.mark.slow
-def test_gmm_nuts_reproduces_stan_low_dim_gauss_mix(shared_data):
+def test_gmm_nuts_reproduces_stan_low_dim_gauss_mix(posteriordb):
     """Stan: ordered mu ~ Normal(0, 2), sigma ~ HalfNormal(2), theta ~ Beta(5, 5) = Dirichlet(5, 5) weight of
     the lower component; N = 1000. ~2 min: 2 chains x (300 warm-up + 500) draws, JIT-compiled."""
-    folder = shared_data / "posteriordb" / "low_dim_gauss_mix-low_dim_gauss_mix"
-    y = np.asarray(json.loads((folder / "data.json").read_text())["y"])
-    ref = json.loads((folder / "reference.json").read_text())["summary"]
+    stan_data, ref = posteriordb("low_dim_gauss_mix-low_dim_gauss_mix")
+    y = np.asarray(stan_data["y"])
     data = {"x": y, "K": 2, "loc_mean": 0.0, "loc_sd": 2.0, "scale_sd": 2.0, "concentration": 5.0}
     post = fit("gmm", data, method="nuts", seed=0, num_chains=2, num_samples=500, num_warmup=300,
                jit_compile=True, progress=False)

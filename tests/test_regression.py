@@ -8,7 +8,6 @@ which would hide a wrong penalty behind a loose tolerance.
 
 from __future__ import annotations
 
-import json
 import time
 
 import arviz as az
@@ -129,11 +128,9 @@ def test_nuts_matches_exact_gaussian_posterior():
 
 # ---- NUTS against Stan's reference posterior ----------------------------------------------------------
 @pytest.mark.slow
-def test_nuts_flat_prior_reproduces_stan_kidiq(shared_data):
+def test_nuts_flat_prior_reproduces_stan_kidiq(posteriordb):
     # kid_score ~ Normal(beta[1] + beta[2] mom_iq, sigma), flat beta, sigma ~ HalfCauchy(0, 2.5)
-    folder = shared_data / "posteriordb" / "kidiq-kidscore_momiq"
-    data = json.loads((folder / "data.json").read_text())
-    reference = json.loads((folder / "reference.json").read_text())["summary"]
+    data, reference = posteriordb("kidiq-kidscore_momiq")
     X = np.asarray(data["mom_iq"], dtype=float)[:, None]
     y = np.asarray(data["kid_score"], dtype=float)
     start = time.perf_counter()
