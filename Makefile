@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (each sets up what it needs by itself):
-#   make run    creates/reuses .venv, installs the suite (CPU torch), Graphviz if missing, runs `ppl demo`
-#   make test   the same set-up, then the test suite
+#   make run        creates/reuses .venv, installs the suite (CPU torch), Graphviz if missing, runs `ppl demo`
+#   make test       the same set-up, then the test suite
+#   make notebooks  the same set-up plus JupyterLab (the `notebooks` extra), started on notebooks/
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -8,22 +9,31 @@ STAMP  := $(VENV)/.installed-stamp
 OUT    ?= demo-out
 # the tests on every core (at most four workers), a test file's tests in one worker (its module fixtures built once)
 PYTEST_ARGS ?= -n auto --maxprocesses 4 --dist loadfile
+# extra pip arguments for the set-up, e.g. PIP_ARGS='--extra-index-url https://download.pytorch.org/whl/cpu'
+PIP_ARGS ?=
 
-.PHONY: run test install graphviz clean
+.PHONY: run test install graphviz notebooks clean
 
 run: install graphviz
 	$(VENV)/bin/ppl demo --out $(OUT)
+	@echo "Open $(OUT)/index.html in a web browser: a section per model (diagram, factorization, summary, oracle check)."
 
 test: install graphviz
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 install: $(STAMP)
 
-# constraints.txt pins the CPU build of torch: an unpinned torch pulls several GB of CUDA packages.
+# constraints.txt pins torch 2.13.0: the CPU build where pip finds it (a local wheel); an unpinned torch pulls
+# several GB of CUDA packages. Elsewhere PIP_ARGS can point pip at PyTorch's CPU index (see the README).
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt $(PIP_ARGS) -e '.[test]'
 	@touch $(STAMP)
+
+# JupyterLab on the notebooks (root, as in a container, needs --allow-root); Ctrl-C stops it
+notebooks: install graphviz
+	$(PY) -m pip install --quiet -c constraints.txt $(PIP_ARGS) -e '.[test,notebooks]'
+	$(VENV)/bin/jupyter lab notebooks/ $$(test "$$(id -u)" = 0 && echo --allow-root)
 
 graphviz:
 	@if command -v dot >/dev/null 2>&1; then exit 0; fi; \

@@ -345,6 +345,7 @@ def _adam_loop(model, guide, data, structure, *, num_steps, lr, tol, progress, d
                     and (settle_from is not None or not iterates.drifting()):
                 if settle_from is not None:
                     stopped_by = "flat"
+                    _finish_bar(bar, len(history), "flat")
                     break
                 settle_from, settle_min = step + 1, len(history) // 4
     bar.close()
@@ -355,6 +356,13 @@ def _adam_loop(model, guide, data, structure, *, num_steps, lr, tol, progress, d
         phase = history[settle_from:] if settle_from is not None and len(history) - settle_from >= 3 else history
     trend = loss_trend(phase)
     return history, Convergence(method, stopped_by, len(history), num_steps, trend.level, trend, tol, drifting=drifting)
+
+
+def _finish_bar(bar, steps: int, why: str) -> None:
+    """A run that stops before its budget ends its bar at 100 % and says why (not "1% 2/200")."""
+    bar.total = bar.n = steps
+    bar.set_postfix_str(f"stopped: {why}", refresh=False)
+    bar.refresh()
 
 
 def _non_finite_parameters(exc: BaseException) -> bool:
@@ -396,6 +404,7 @@ def _lbfgs_loop(model, guide, data, structure, *, num_steps, tol, progress, desc
         history.append(loss)
         if len(history) > 1 and abs(history[-2] - loss) <= max(tol, 1e-12) * (abs(loss) + 1.0):
             stopped_by = "optimiser"
+            _finish_bar(bar, len(history), "converged")
             break
     bar.close()
     # an exact loss, no noise: the trend is the last step's change (L-BFGS reports the loss each step started from)

@@ -119,7 +119,9 @@ class EngineOption:
             raise InputError(self.name, f"must be {self.range_text()}, got {show_value(value)}")
         if self.kind == "int":
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-                raise InputError(self.name, f"must be a whole number, got {show_value(value)}")
+                real = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+                shown = f"{float(value)!r} (a float)" if real else show_value(value)
+                raise InputError(self.name, f"must be a whole number, got {shown}")
             number: float = int(value)
         else:
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):

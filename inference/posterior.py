@@ -9,6 +9,11 @@ draw and data point: on a million rows they were most of the run's time, memory 
 are computed when `pointwise` says so; by default ("auto") only up to `POINTWISE_LIMIT` values, so a big
 data set gets a small file and a note saying how to ask for them. `summary()` and `problems()` read the
 posterior alone and never evaluate the model.
+
+A discrete latent site of small finite support is summarised by the probability of each of its states,
+one row ``P(site=state)`` per state (the names a model declares with ``infer={"states": [...]}``, else its
+values 0, 1, ...): the mean of state indices means nothing. Every dimension in `to_arviz` is named from its
+plate or its role (`inference.structure`); named states are also a ``<site>_state`` coordinate.
 """
 
 from __future__ import annotations
@@ -41,6 +46,12 @@ ESS_PER_CHAIN = 100
 POINTWISE_LIMIT = 20_000_000
 POINTWISE_CHOICES = ("auto", True, False)
 COMPRESS_LIMIT = 5_000_000  # `Posterior.to_netcdf` compresses files of at most this many values
+# an unnamed discrete site with at most this many values is summarised by one row per value, P(site=k); a
+# site that declares its state names always is
+MAX_STATE_ROWS = 16
+# the columns a state's row keeps: the probability, its Monte-Carlo error, and the ESS and R-hat of the
+# indicator draws; its sd, hdi and tail ESS (statistics of 0/1 draws) are left empty
+STATE_COLUMNS = ("mean", "mcse_mean", "ess_bulk", "ess_mean", "r_hat")
 
 
 def check_pointwise(value: Any) -> bool | str:
@@ -142,6 +153,20 @@ class Posterior:
     def num_draws(self) -> int:
         return next(iter(self.samples.values())).shape[1] if self.samples else 0
 
+    @property
+    def exact(self) -> bool:
+        """Whether the draws come from the exact posterior: every latent site is discrete and summed out by
+        enumeration, then drawn with ``infer_discrete`` (for MAP: the exact most probable assignment). No
+        sampler or optimiser ran, whatever `method` was asked for."""
+        s = self.structure
+        return bool(s is not None and s.enumerated and not s.continuous and not s.non_enumerable)
+
+    @property
+    def engine(self) -> str:
+        """What produced the draws, in words: ``"exact enumeration"`` when `exact`, else `method` (which
+        always stays the method that was asked for)."""
+        return "exact enumeration" if self.exact else self.method
+
     def mean(self, site: str) -> np.ndarray:
         """Posterior mean of one site over chains and draws."""
         return self.samples[site].mean(axis=(0, 1))
@@ -165,9 +190,45 @@ class Posterior:
         return draws * observations <= POINTWISE_LIMIT
 
     # ---- ArviZ -------------------------------------------------------------------------------------
-    def _dims(self, names) -> dict[str, list[str]]:
-        dims = self.structure.dims if self.structure is not None else {}
-        return {k: dims[k] for k in names if k in dims}
+    def _group_dims(self, group: str, data: dict[str, np.ndarray]) -> dict[str, list[str]]:
+        """Each variable's dimension names in `group`, from the array's own number of axes (the pointwise
+        log-likelihood has only the batch axes of its site; observed data has no chain and draw).
+
+        An axis shorter than another variable's axis of the same name in the group (an observation of
+        length 1 broadcast along a plate) is renamed ``<variable>_<name>``: xarray refuses one name with
+        two lengths."""
+        if self.structure is None:
+            return {}
+        lead = 0 if group == "observed_data" else 2
+        out, shapes, sizes = {}, {}, {}
+        for k, v in data.items():
+            if k in self.structure.dims:
+                shapes[k] = np.shape(v)[lead:]
+                out[k] = self.structure.dims_for(k, len(shapes[k]), log_prob=group == "log_likelihood")
+                for dim, size in zip(out[k], shapes[k]):
+                    sizes[dim] = max(sizes.get(dim, 0), size)
+        for k, dims in out.items():
+            out[k] = [d if size == sizes[d] else f"{k}_{d}" for d, size in zip(dims, shapes[k])]
+        return out
+
+    def _dataset(self, group: str, data: dict[str, np.ndarray]) -> xr.Dataset:
+        """One group as a Dataset, every dimension named (`_group_dims`) and named states attached: a
+        coordinate ``<site>_state`` and CF attributes ``flag_values``/``flag_meanings`` on the variable."""
+        dims = self._group_dims(group, data)
+        if group == "observed_data":  # (ArviZ would give a scalar observation an axis of length 1)
+            ds = xr.Dataset({k: (dims.get(k) or [f"{k}_extra_{i}" for i in range(np.ndim(v))], np.asarray(v))
+                             for k, v in data.items()}, attrs=az.data.base.make_attrs())
+        else:
+            ds = az.dict_to_dataset(data, dims=dims, skip_event_dims=group == "log_likelihood")
+        if group == "log_likelihood" or self.structure is None:
+            return ds
+        for name, states in self.structure.states.items():
+            if name in ds.data_vars and f"{name}_state" not in ds.dims:
+                values = self.structure.support(name)
+                ds = ds.assign_coords({f"{name}_state": np.array(states, dtype=object)})
+                ds[name].attrs.update(flag_values=np.asarray(values), states=", ".join(states),
+                                      flag_meanings=" ".join(st.replace(" ", "_") for st in states))
+        return ds
 
     def to_arviz(self, prior: bool = True, predictive: bool = True,
                  pointwise: bool | str | None = None) -> az.InferenceData:
@@ -193,14 +254,15 @@ class Posterior:
         if s is not None and self.model is not None and self.samples:
             with _param_store(self.param_state):
                 self._evaluate(groups, notes, prior, predictive, keep)
-        all_names = set().union(*(g.keys() for g in groups.values() if isinstance(g, dict)))
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            idata = az.from_dict(**groups, dims=self._dims(all_names),
-                                 attrs={"inference_library": "pyro", "method": self.method,
-                                        "model": self.model_name or "", "notes": "; ".join(notes),
-                                        "settings": repr(self.settings)})
+            datasets = {g: self._dataset(g, data) for g, data in groups.items() if g != "sample_stats"}
+            if "sample_stats" in groups:
+                datasets["sample_stats"] = az.dict_to_dataset(groups["sample_stats"])
+            idata = az.InferenceData(**datasets, attrs={
+                "inference_library": "pyro", "method": self.method, "engine": self.engine,
+                "exact": int(self.exact), "model": self.model_name or "", "notes": "; ".join(notes),
+                "settings": repr(self.settings)})
             if self.loss is not None and len(self.loss):
                 idata.add_groups({"loss": self._loss_group()})
             if self.approximation is not None:
@@ -250,12 +312,12 @@ class Posterior:
 
     def _posterior_idata(self) -> az.InferenceData:
         """The posterior (and MCMC sample_stats) alone: what `summary` reads, without evaluating the model."""
-        groups: dict[str, Any] = {"posterior": self.samples}
-        if self.sample_stats:
-            groups["sample_stats"] = self.sample_stats
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return az.from_dict(**groups, dims=self._dims(self.samples))
+            datasets = {"posterior": az.dict_to_dataset(self.samples, dims=self._group_dims("posterior", self.samples))}
+            if self.sample_stats:
+                datasets["sample_stats"] = az.dict_to_dataset(self.sample_stats)
+            return az.InferenceData(**datasets)
 
     def to_netcdf(self, path, pointwise: bool | str | None = None) -> str:
         """Write `to_arviz(pointwise=pointwise)` to `path` (ArviZ netCDF) and return the path written.
@@ -293,15 +355,94 @@ class Posterior:
 
     # ---- diagnostics -------------------------------------------------------------------------------
     def summary(self, var_names: list[str] | None = None, **kwargs) -> pd.DataFrame:
-        """`az.summary` of the posterior (point estimates for MAP/MLE: no spread, no R-hat)."""
+        """`az.summary` of the posterior (point estimates for MAP/MLE: no spread, no R-hat).
+
+        A discrete latent site of small finite support (`state_sites`) has one row per state instead of
+        one for its values: ``P(rain=yes)``, ``P(rain=no)`` (``P(z[0, 1]=2)`` for an element of a vector
+        site), the probability as the mean, with its Monte-Carlo standard error and the ESS and R-hat of
+        the indicator draws; its sd and hdi columns are empty. `var_names` names sites as usual.
+        """
         idata = self._posterior_idata()
         if var_names is None:
             var_names = [k for k in self.samples if k not in self._local_discrete()]
+        states = self.state_sites()
         with warnings.catch_warnings(), _without_arviz_shape_log():
             warnings.simplefilter("ignore")
             if self.method in ("map", "mle"):
                 kwargs.setdefault("kind", "stats")
-            return az.summary(idata, var_names=var_names, **kwargs)
+            names = self._summary_names(idata, var_names, kwargs) if states else None
+            if names is None or not any(n in states for n in names):
+                return az.summary(idata, var_names=var_names, **kwargs)
+            kwargs.pop("filter_vars", None)
+            frames, plain = [], []
+            for name in names + [None]:  # consecutive plain sites in one call, in the order asked for
+                if name is not None and name not in states:
+                    plain.append(name)
+                    continue
+                if plain:
+                    frames.append(az.summary(idata, var_names=plain, **kwargs))
+                    plain = []
+                if name is not None:
+                    frames.append(self._state_summary(name, *states[name], **kwargs))
+            return pd.concat(frames)
+
+    def state_sites(self) -> dict[str, tuple[list[str], list]]:
+        """site -> (state labels, values) for each latent site summarised per state: a scalar discrete site
+        of finite support that declares its state names (``infer={"states": [...]}``), or has at most
+        `MAX_STATE_ROWS` values (labelled by the values themselves)."""
+        s = self.structure
+        if s is None:
+            return {}
+        out = {}
+        for name in self.samples:
+            if name not in s.latent:
+                continue
+            values = s.support(name)
+            if values is None:
+                continue
+            labels = s.states.get(name)
+            if labels is None:
+                if len(values) > MAX_STATE_ROWS:
+                    continue
+                labels = [_value_label(v) for v in values]
+            out[name] = (labels, values)
+        return out
+
+    @staticmethod
+    def _summary_names(idata: az.InferenceData, var_names: Any, kwargs: dict) -> list[str] | None:
+        """The sites `var_names` selects (ArviZ's rules: ``~name``, ``filter_vars``), or None where the
+        per-state rows do not apply (a format other than ArviZ's wide table, a coordinate selection)."""
+        if kwargs.get("fmt", "wide") != "wide" or "coords" in kwargs:
+            return None
+        if isinstance(var_names, str):
+            var_names = [var_names]
+        try:
+            return list(az.utils._var_names(var_names, idata.posterior, kwargs.get("filter_vars")))
+        except (AttributeError, TypeError):  # (a later ArviZ): ArviZ's own summary reads var_names
+            return None
+
+    def _state_summary(self, name: str, labels: list[str], values: list, **kwargs) -> pd.DataFrame:
+        """One row per state (and element) of a discrete site: the summary of its indicator draws."""
+        draws = np.asarray(self.samples[name])
+        shape = draws.shape[2:]
+        indicators = {}
+        for index in np.ndindex(*shape):
+            where = f"[{', '.join(map(str, index))}]" if shape else ""
+            x = draws[(slice(None), slice(None)) + index]
+            for label, value in zip(labels, values):
+                indicators[f"P({name}{where}={label})"] = (x == value).astype(float)
+        table = az.summary(az.InferenceData(posterior=az.dict_to_dataset(indicators)), **kwargs)
+        blank = [c for c in table.columns if c not in STATE_COLUMNS]
+        table[blank] = np.nan
+        return table
+
+    def local_sites(self) -> list[str]:
+        """The latent sites with one value per data point (`inference.structure`'s local sites, and the
+        enumerated discrete sites of more than 8 values), in the order of `samples`."""
+        if self.structure is None:
+            return []
+        local = set(self.structure.local) | self._local_discrete()
+        return [k for k in self.samples if k in local]
 
     def _local_discrete(self) -> set[str]:
         if self.structure is None:
@@ -324,7 +465,8 @@ class Posterior:
                 total = self.sample_stats["diverging"].size
                 found.append(f"{n} of {total} transitions diverged: the sampler could not follow the "
                              "posterior's geometry; raise target_accept or reparameterise")
-        if self.method in ("nuts", "hmc") and self.num_draws > 3:
+        if self.method in ("nuts", "hmc") and self.num_draws > 3 and not self.exact:
+            # (exact draws are independent by construction: no chain to mix, nothing for R-hat or ESS to find)
             # raw values: ArviZ rounds to two decimals by default, which hid 1.014 and showed 1.0171 as 1.020
             table = self.summary(kind="diagnostics", round_to="none")
             if self.num_chains > 1:
@@ -338,16 +480,43 @@ class Posterior:
                              f"({ESS_PER_CHAIN} per chain): too few effective draws")
         return found
 
-    def report(self) -> str:
-        """The summary table followed by the problems found (or a line saying there are none)."""
-        lines = [f"{self.model_name or 'model'} by {self.method}: {self.num_chains} chain(s) x "
-                 f"{self.num_draws} draw(s)"]
+    def report(self, all_sites: bool = False) -> str:
+        """The summary table followed by the problems found (or a line saying there are none).
+
+        The first line says what produced the draws: the method, or exact enumeration (and the method that
+        was asked for) where no sampler or optimiser ran (`exact`). The table holds the global sites; local
+        latent sites (one value per data point: a VAE's codes, a mixture's assignments) are named in a line
+        with their number of values, and ``all_sites=True`` prints their rows too. Columns with no value are
+        left out and empty cells printed blank.
+        """
+        by = self.method
+        if self.exact:
+            by = ("exact enumeration, the most probable assignment" if self.method in ("map", "mle")
+                  else "exact enumeration") + f" (method {self.method} requested)"
+        lines = [f"{self.model_name or 'model'} by {by}: {self.num_chains} chain(s) x {self.num_draws} draw(s)"]
         lines += [f"note: {n}" for n in self.notes]
-        with pd.option_context("display.width", 120, "display.max_columns", 20):
-            lines.append(self.summary().to_string())
+        local = [] if all_sites else self.local_sites()
+        shown = [k for k in self.samples if k not in local]
+        if shown:
+            # a column with no value at all (R-hat of one chain; hdi where every row is a state's probability)
+            # is left out, and an empty cell printed blank (summary.csv keeps every column)
+            table = self.summary(shown).dropna(axis=1, how="all")
+            with pd.option_context("display.width", 120, "display.max_columns", 20):
+                lines.append(table.to_string(na_rep=""))
+        if local:
+            sizes = ", ".join(f"{k} ({np.size(self.samples[k][0, 0]):,} values)" for k in local)
+            lines.append(f"local latent sites, one value per data point, not shown: {sizes}; "
+                         "summary(var_names=[...]) or `ppl fit --all-sites` prints them")
         problems = self.problems()
         lines += [f"WARNING: {p}" for p in problems] or ["diagnostics: no problems found"]
         return "\n".join(lines)
+
+
+def _value_label(value: Any) -> str:
+    """A support value as a state label: 1.0 -> "1"."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 class _ShapeLogFilter(logging.Filter):

@@ -193,6 +193,9 @@ class _Evaluator:
             if vectorized:
                 value = what(traces[0].nodes[name])
                 shape = tuple(what(site).shape)
+                if what is _value:  # a drawn value has its distribution's shape, which an observation that
+                    # broadcasts (a (1,) array observed in a plate of 5) does not
+                    shape = tuple(torch.broadcast_shapes(shape, site["fn"].shape()))
                 bnd = len(shape) - (site["fn"].event_dim if what is _value else 0)
                 out[name] = _lower(value, n, shape, self.nesting, bnd)
             else:

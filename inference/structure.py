@@ -8,6 +8,12 @@ The engines never know a concrete model; they ask this module what kind of sites
 - local: continuous latent sites inside a *data plate* (the outermost plate of an observed site), one per
   data point, like a VAE's z;
 - global: every other latent site (shared parameters, like the coin's p).
+
+It also names what the engines report: each site's ArviZ dimensions (`ModelStructure.dims`, see
+`_site_dims`) and the state names a discrete site declares in its ``infer`` dict, plain Pyro that every
+handler ignores (`ModelStructure.states`)::
+
+    pyro.sample("rain", dist.Categorical(probs), infer={"states": ["yes", "no"]})
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ from pyro.infer import config_enumerate
 from pyro.poutine.subsample_messenger import SubsampleMessenger
 from pyro.poutine.util import site_is_subsample
 
-from .errors import InputError
+from .errors import InputError, ModelError
+
+STATES = "states"  # the key of a site's ``infer`` dict that names the states of its values 0, 1, ...
 
 # Evaluating a mini-batch model on the whole data set: Pyro's plate refuses a subsample (here the full index
 # set) whose length differs from its `subsample_size`, so while `full_size_plates()` is active every plate
@@ -140,6 +148,7 @@ class ModelStructure:
     max_plate_nesting: int
     dims: dict[str, list[str]] = field(default_factory=dict)
     full_plates: dict[str, torch.Tensor] = field(default_factory=dict)
+    states: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def latent(self) -> list[str]:
@@ -149,24 +158,116 @@ class ModelStructure:
     def continuous(self) -> list[str]:
         return self.global_ + self.local
 
+    def support(self, name: str) -> list | None:
+        """The values a scalar discrete site takes, in order (`finite_support`); None for any other site."""
+        site = self.trace.nodes.get(name)
+        return finite_support(site["fn"]) if site is not None and site["type"] == "sample" else None
+
+    def dims_for(self, name: str, ndim: int, log_prob: bool = False) -> list[str]:
+        """Dimension names of an array of `ndim` axes (chain and draw left out) holding site `name`'s values,
+        or with ``log_prob=True`` its pointwise log-density (the batch axes alone, the event axes summed).
+
+        A shorter array (an observation that broadcasts against its site) takes the names of the rightmost
+        axes; axes beyond the site's own are ``<name>_extra_<i>``.
+        """
+        dims = list(self.dims.get(name, []))
+        if log_prob and dims:
+            site = self.trace.nodes[name]
+            event = min(getattr(site["fn"], "event_dim", 0) or 0, len(dims))
+            dims = dims[:len(dims) - event]
+        if ndim <= len(dims):
+            return dims[len(dims) - ndim:]
+        return [f"{name}_extra_{i}" for i in range(ndim - len(dims))] + dims
+
 
 def enumerable(model: Callable) -> Callable:
     """The model with every finite discrete latent site marked for parallel enumeration."""
     return config_enumerate(model, default="parallel")
 
 
-def _site_dims(name: str, site: dict) -> list[str]:
-    """ArviZ dimension names of a site's value: plate names for plate dims, `name_dim_k` otherwise."""
+def finite_support(fn: Any) -> list | None:
+    """The values of a scalar discrete distribution's finite support, in order (``[0, 1, 2]`` for a
+    Categorical of three, ``[0.0, 1.0]`` for a Bernoulli); None for a continuous distribution, one with event
+    dimensions, or a support that differs across the batch (a Binomial of several total counts)."""
+    if fn is None or not getattr(fn, "has_enumerate_support", False) or (getattr(fn, "event_dim", 0) or 0):
+        return None
+    try:
+        support = fn.enumerate_support(expand=False)
+    except (NotImplementedError, RuntimeError, ValueError, TypeError):
+        return None
+    return [v.item() for v in support.reshape(support.shape[0], -1)[:, 0]]
+
+
+def _declared_states(name: str, site: dict) -> list[str] | None:
+    """The state names site `name` declares in its ``infer`` dict, checked against its support."""
+    declared = site["infer"].get(STATES)
+    if declared is None:
+        return None
+    if isinstance(declared, (str, bytes)) or not hasattr(declared, "__len__"):
+        raise ModelError(f"site {name!r} declares infer={{'{STATES}': {declared!r}}}: expected a list of state "
+                         "names, one for each value 0, 1, ... of the site")
+    names = [str(s) for s in declared]
+    support = finite_support(site["fn"])
+    if support is None:
+        raise ModelError(f"site {name!r} declares state names but its distribution is not a scalar discrete one "
+                         "with a finite support (Categorical, Bernoulli, ...)")
+    if len(names) != len(support):
+        raise ModelError(f"site {name!r} declares {len(names)} state names ({', '.join(names)}) but its "
+                         f"distribution has {len(support)} values")
+    if len(set(names)) != len(names):
+        raise ModelError(f"site {name!r} declares a state name twice: {', '.join(names)}")
+    return names
+
+
+def _plate_sizes(trace: Any) -> dict[str, int]:
+    """Every vectorised plate of the trace and its size."""
+    sizes: dict[str, int] = {}
+    for site in trace.nodes.values():
+        if site["type"] != "sample":
+            continue
+        for f in site["cond_indep_stack"]:
+            if f.vectorized and f.dim is not None:
+                sizes.setdefault(f.name, int(f.size))
+    return sizes
+
+
+def _site_dims(name: str, site: dict, plates: dict[str, int] | None = None,
+               reserved: set[str] | frozenset = frozenset()) -> list[str]:
+    """ArviZ dimension names of a site's values (its batch and event shape, and its value's, broadcast).
+
+    - a batch axis inside a plate takes the plate's name;
+    - any other axis (a batch axis outside every plate, an event axis) takes the name of the plate of its
+      size when the model has exactly one plate of that size (not already an axis of this site, nor the
+      name of a site): a Dirichlet's K weights beside a plate K are indexed by K;
+    - else ``<name>_batch`` / ``<name>_event``, numbered ``_0``, ``_1``, ... by position among the site's
+      batch (or event) axes when it has several unnamed ones.
+
+    ArviZ's own placeholder, ``<name>_dim_<k>``, is never used.
+    """
+    fn = site.get("fn")
     value = site["value"]
-    ndim = value.dim() if isinstance(value, torch.Tensor) else 0
+    shape = tuple(value.shape) if isinstance(value, torch.Tensor) else ()
+    if fn is not None and hasattr(fn, "batch_shape"):
+        try:
+            shape = tuple(torch.broadcast_shapes(shape, tuple(fn.batch_shape) + tuple(fn.event_shape)))
+        except RuntimeError:  # (a misshaped observation is reported elsewhere)
+            pass
+    ndim = len(shape)
+    event_ndim = min(getattr(fn, "event_dim", 0) or 0, ndim)
+    batch_ndim = ndim - event_ndim  # plate dims count from the right of the batch dims, not the event's
     frames = {f.dim: f.name for f in site["cond_indep_stack"] if f.vectorized and f.dim is not None}
-    event_dim = getattr(site.get("fn"), "event_dim", 0) or 0
-    batch_ndim = max(ndim - event_dim, 0)  # plate dims count from the right of the batch dims, not the event's
-    dims = []
+    dims: list[str | None] = [frames.get(axis - batch_ndim) if axis < batch_ndim else None for axis in range(ndim)]
     for axis in range(ndim):
-        plate = frames.get(axis - batch_ndim) if axis < batch_ndim else None
-        dims.append(plate or f"{name}_dim_{axis}")
-    return dims
+        if dims[axis] is None and shape[axis] > 1:
+            same = [p for p, size in (plates or {}).items() if size == shape[axis]]
+            if len(same) == 1 and same[0] not in dims and same[0] not in reserved:
+                dims[axis] = same[0]
+    for kind, axes in (("batch", range(batch_ndim)), ("event", range(batch_ndim, ndim))):
+        axes = list(axes)
+        unnamed = [a for a in axes if dims[a] is None]
+        for a in unnamed:
+            dims[a] = f"{name}_{kind}" if len(unnamed) == 1 else f"{name}_{kind}_{axes.index(a)}"
+    return [str(d) for d in dims]
 
 
 PRIOR_DRAWS = 10  # prior draws tried before a model that fails on every one is reported as not running
@@ -239,9 +340,13 @@ def inspect_model(model: Callable, data: dict) -> ModelStructure:
             local.append(name)
         else:
             global_.append(name)
-    dims = {
-        name: _site_dims(name, site)
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not site_is_subsample(site)
-    }
-    return ModelStructure(trace, observed, enumerated, local, global_, determ, non_enum, nesting, dims, full_plates)
+    sites = {name: site for name, site in trace.nodes.items() if site["type"] == "sample" and not site_is_subsample(site)}
+    plates = _plate_sizes(trace)
+    dims = {name: _site_dims(name, site, plates, set(sites)) for name, site in sites.items()}
+    states = {}
+    for name, site in sites.items():
+        declared = _declared_states(name, site)
+        if declared is not None:
+            states[name] = declared
+    return ModelStructure(trace, observed, enumerated, local, global_, determ, non_enum, nesting, dims, full_plates,
+                          states)

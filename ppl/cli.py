@@ -1,11 +1,15 @@
 """The `ppl` command: list models, fit one, draw one, or run the demo over all of them.
 
-    ppl list
-    ppl fit NAME [--method M] [--data FILE] [--out DIR] [--seed S] [--chains C] [--samples N]
-                 [--warmup W] [--steps K] [--evidence VAR=STATE ...] [--quiet] [--json]
-    ppl compare NAME [--methods M ...] [--data FILE] [--seed S] [--quiet] [--json]
-    ppl render NAME --out FILE [--query "x _|_ theta | z"]
+    ppl list [NAME]
+    ppl fit NAME [--method M] [--data FILE] [--set OPTION=VALUE ...] [--out DIR] [--seed S]
+                 [--chains C] [--samples N] [--warmup W] [--steps K] [--pointwise auto|yes|no]
+                 [--evidence VAR=STATE ...] [--network NAME|FILE.bif] [--all-sites] [--quiet] [--json]
+    ppl compare NAME [--methods M ...] [--data FILE] [--set OPTION=VALUE ...] [--seed S]
+                 [--evidence VAR=STATE ...] [--network NAME|FILE.bif] [--quiet] [--json]
+    ppl render NAME --out FILE [--data FILE] [--set OPTION=VALUE ...] [--query "x _|_ theta | z"]
     ppl demo [--out DIR] [--quiet]
+
+`ppl` alone prints this list of commands; `ppl COMMAND --help` each command's flags and defaults.
 
 Bad input (unknown model or method, a missing or misshaped field, NaN, wrong dtype, an unreadable file,
 an --out that is not the suite's to replace) ends with exit status 2 and one line naming the problem;
@@ -51,14 +55,17 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     from inference.posterior import POINTWISE_LIMIT
 
-    p = _Parser(prog="ppl", description="Probabilistic models as Pyro programs: fit, diagnose, draw.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    sub.add_parser("list", help="list the registered models")
+    p = _Parser(prog="ppl", description="Probabilistic models as Pyro programs: fit, diagnose, draw.",
+                epilog="ppl COMMAND --help shows a command's flags and their defaults.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    ls = sub.add_parser("list", help="list the registered models; with NAME, that model's data fields and options")
+    ls.add_argument("name", nargs="?", help="a model: show its data fields and options")
 
     f = sub.add_parser("fit", help="fit a model and write posterior.nc, summary.csv and model.svg")
     f.add_argument("name")
     f.add_argument("--method", help="nuts, hmc, svi, map or mle (default: the model's default engine)")
     f.add_argument("--data", help="data file (.json, .csv or .npz); default: the model's embedded data")
+    _add_set(f)
     f.add_argument("--out", help="run directory (default: runs/NAME-METHOD)")
     f.add_argument("--seed", type=int, default=0, help="every random choice follows from it: the same seed "
                                                         "gives the same draws (default 0)")
@@ -69,7 +76,11 @@ def _parser() -> argparse.ArgumentParser:
                         f"auto: only when draws x observations is at most {POINTWISE_LIMIT:,}")
     f.add_argument("--evidence", nargs="+", metavar="VAR=STATE", help="evidence for a Bayesian network")
     f.add_argument("--network", help="which Bayesian network: a built-in name (see docs/bayes_net.md) or a .bif file")
-    f.add_argument("--quiet", action="store_true", help="no progress bars; print only the problems found")
+    f.add_argument("--all-sites", action="store_true",
+                   help="print every site's rows, local latents (one per data point, e.g. a VAE's z) included; "
+                        "by default they are left out of the printed table (summary.csv has them all)")
+    f.add_argument("--quiet", action="store_true",
+                   help="no progress bars or tables; print the problems found and where the run was written")
     f.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
     c = sub.add_parser("compare", help="fit a model by several methods and compare them side by side "
@@ -78,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--methods", nargs="+", metavar="M",
                    help="methods to compare (default: those of nuts, svi and map the model supports)")
     c.add_argument("--data", help="data file (.json, .csv or .npz); default: the model's embedded data")
-    c.add_argument("--seed", type=int, default=0)
+    _add_set(c)
+    c.add_argument("--seed", type=int, default=0, help="every random choice follows from it (default 0)")
     c.add_argument("--evidence", nargs="+", metavar="VAR=STATE", help="evidence for a Bayesian network")
     c.add_argument("--network", help="which Bayesian network: a built-in name or a .bif file")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -86,13 +98,22 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("render", help="draw a model's plate diagram (.svg .png .pdf .dot .tex)")
     r.add_argument("name")
-    r.add_argument("--out", required=True)
+    r.add_argument("--out", required=True, help="the diagram's file; its suffix picks the format")
+    r.add_argument("--data", help="data file (.json, .csv or .npz); default: the model's embedded data")
+    _add_set(r)
     r.add_argument("--query", help='a conditional-independence query, e.g. "x _|_ theta | z"')
 
     d = sub.add_parser("demo", help="fit every model on its default data and write an HTML report")
-    d.add_argument("--out", default="demo-out")
-    d.add_argument("--quiet", action="store_true")
+    d.add_argument("--out", default="demo-out", help="the report's directory (default: demo-out)")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def _add_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", nargs="+", action="extend", metavar="OPTION=VALUE", dest="set",
+                        help="a model option (ppl list NAME shows them and their defaults), e.g. --set K=3 "
+                             "prior=laplace; values are read as JSON where they parse (numbers, true, false), "
+                             "else as text")
 
 
 def _flag_help(option: str, methods: tuple[str, ...]) -> str:
@@ -131,8 +152,46 @@ def _fit_options(args: argparse.Namespace, method: str) -> dict[str, Any]:
     return options
 
 
+def _model_options(spec, items: Sequence[str] | None) -> dict[str, Any]:
+    """``--set OPTION=VALUE ...`` as a dict of model options; values are checked by `spec.validate` later."""
+    options: dict[str, Any] = {}
+    fields = {f.name for f in spec.fields}
+    for item in items or ():
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"--set: write OPTION=VALUE, got {item!r}")
+        if name in fields:
+            raise UsageError(f"--set: {name!r} is a data field of model {spec.name!r}, not an option; "
+                             "give data with --data FILE")
+        if name not in spec.options:
+            known = ", ".join(spec.options) or "none"
+            raise UsageError(f"--set: model {spec.name!r} has no option {name!r}; its options: {known}")
+        try:
+            options[name] = json.loads(text)
+        except ValueError:
+            options[name] = text
+    return options
+
+
 def _load_data(spec, args: argparse.Namespace) -> dict[str, Any]:
-    data = read_data(args.data) if args.data else spec.default_data(seed=0)
+    from ppl_models import DataError
+
+    data = read_data(args.data) if getattr(args, "data", None) else spec.default_data(seed=0)
+    chosen = _model_options(spec, getattr(args, "set", None))
+    data = {**data, **chosen}
+    try:
+        return _with_evidence(spec, data, args)
+    except DataError as exc:
+        if exc.field in chosen:
+            raise UsageError(f"--set {exc.field}: {exc.problem}") from None
+        raise
+
+
+def _with_evidence(spec, data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    if not hasattr(args, "evidence"):
+        spec.validate(data)
+        return data
     takes_evidence = "evidence" in {f.name for f in spec.fields}
     if (args.evidence or args.network) and not takes_evidence:
         flag = "--evidence" if args.evidence else "--network"
@@ -175,7 +234,7 @@ def write_run(spec, data: dict, method: str, seed: int, options: dict, out: Path
         if getattr(spec, "relabel", None) is not None:
             relabel(post, spec)
         post.to_netcdf(tmp / "posterior.nc")
-        summary = post.summary(round_to="none")  # full precision in files; the printed table rounds
+        summary = post.summary(list(post.samples), round_to="none")  # every site at full precision; the printed table rounds
         summary.to_csv(tmp / "summary.csv")
         interrupts.checkpoint()
         notes = _draw(spec, data, tmp / "model.svg")
@@ -218,13 +277,41 @@ def _draw(spec, data: dict, path: Path) -> list[str]:
 def cmd_list(args: argparse.Namespace) -> int:
     import ppl_models
 
-    rows = [(n, ", ".join(ppl_models.get(n).engines), ppl_models.get(n).description) for n in ppl_models.names()]
-    width = max(len(r[0]) for r in rows)
-    ewidth = max(len(r[1]) for r in rows)
-    print(f"{'model':<{width}}  {'engines (default first)':<{ewidth}}  description")
-    for name, engines, description in rows:
-        print(f"{name:<{width}}  {engines:<{ewidth}}  {description}")
+    if args.name is not None:
+        print(describe_model(_spec(args.name)))
+        return 0
+    specs = [ppl_models.get(n) for n in ppl_models.names()]
+    rows = [(s.name, ", ".join(s.engines), ", ".join(f.name for f in s.fields), s.description) for s in specs]
+    heads = ("model", "engines (default first)", "data")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
+    print("  ".join(f"{h:<{w}}" for h, w in zip(heads, widths)) + "  description")
+    for row in rows:
+        print("  ".join(f"{v:<{w}}" for v, w in zip(row, widths)) + f"  {row[-1]}")
+    print("\nppl list NAME: a model's data fields and options")
     return 0
+
+
+def describe_model(spec) -> str:
+    """A model's data fields (kind, shape, meaning) and options (type, default, allowed values), for
+    `ppl list NAME`: what a data file holds and what ``--set`` takes."""
+    lines = [f"{spec.name}: {spec.description}", f"engines: {', '.join(spec.engines)} (default {spec.default_method})",
+             "", "data fields (--data FILE: .json, .csv or .npz):"]
+    width = max((len(f.name) for f in spec.fields), default=0)
+    for f in spec.fields:
+        shape = " or ".join("(" + ", ".join(d) + ")" for d in f.dims) or "any shape"
+        need = "" if f.required else ", optional"
+        lines.append(f"  {f.name:<{width}}  {f.kind} {shape}{need}: {f.doc}")
+    lines += ["", "options (--set OPTION=VALUE):"]
+    width = max((len(n) for n in spec.options), default=0)
+    for name, option in spec.options.items():
+        default = "unset" if option.default is None else json.dumps(option.default) \
+            if isinstance(option.default, (bool, int, float, str)) else repr(option.default)
+        allowed = f"; one of {', '.join(map(str, option.choices))}" if option.choices else ""
+        bounds = "".join(f"; {w} {b:g}" for w, b in (("at least", option.low), ("at most", option.high)) if b is not None)
+        lines.append(f"  {name:<{width}}  {option.type_name}, default {default}{allowed}{bounds}: {option.doc}")
+    if not spec.options:
+        lines.append("  (none)")
+    return "\n".join(lines)
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -243,27 +330,65 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise UsageError("--out: is empty; name a new directory for the run")
     out = Path(args.out or f"runs/{spec.name}-{method}")
     progress = not (args.quiet or args.json)
-    provenance = {"data": str(Path(args.data).resolve()) if args.data else "the model's embedded default data"}
-    post, summary, final, files, notes = write_run(spec, data, method, args.seed, options, out, progress, provenance)
+    provenance = {"data": str(Path(args.data).resolve()) if args.data else "the model's embedded default data",
+                  "model_options": _model_options(spec, args.set)}
+    if args.network or args.evidence:
+        provenance.update(network=args.network, evidence=args.evidence)
+    figures: list = []
+    post, summary, final, files, notes = write_run(spec, data, method, args.seed, options, out, progress, provenance,
+                                                   extra=lambda post, folder: figures.extend(_figures(post, folder)))
     shown = out if final == out.expanduser().resolve() else final
     problems = post.problems()
+    check = _check(spec, post, data) if not (args.data or args.set) else None
     if args.json:
         table = json.loads(summary.to_json(orient="index"))
         print(json.dumps({"model": spec.name, "method": method, "seed": args.seed, "out": str(shown),
                           "files": files, "summary": table, "problems": problems,
+                          "check": None if check is None else {"passed": check.passed, "text": check.text},
                           "notes": post.notes + notes}, indent=2))
     elif args.quiet:
         for line in problems:
             print(f"WARNING: {line}")
+        if check is not None and not check.passed:
+            print(f"WARNING: oracle check failed: {check.text}")
         for note in notes:
             if str(final) in note:  # the run was put beside --out: say where and why
                 print(f"note: {note}")
+        print(f"wrote {shown}/")
     else:
-        print(post.report())
+        print(post.report(all_sites=args.all_sites))
+        if check is not None:
+            print(f"oracle check {'passed' if check.passed else 'FAILED'} (the model's embedded data): {check.text}")
         for note in notes:
             print(f"note: {note}")
+        for figure in figures:
+            print(f"figure {figure.file}: {figure.caption}")
         print(f"\nwrote {shown}/: {', '.join(files)}")
     return 0
+
+
+def _figures(post, folder: Path) -> list:
+    """The run's figures (`ppl.figures.run_figures`); one that cannot be drawn is a note, not a failure."""
+    from .figures import run_figures
+
+    try:
+        return run_figures(post, folder)
+    except Exception as exc:
+        post.notes.append(f"figures not drawn: {type(exc).__name__}: {first_line(exc)}")
+        return []
+
+
+def _check(spec, post, data: dict):
+    """The model's oracle check (`ppl.checks`) on its embedded data, or None where none applies; a check
+    that cannot run says so in its text."""
+    from .checks import Check, has_check, run_check
+
+    if not has_check(spec.name):
+        return None
+    try:
+        return run_check(spec.name, post, data)
+    except Exception as exc:
+        return Check(False, f"the oracle check could not run: {type(exc).__name__}: {first_line(exc)}")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -296,7 +421,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     spec = _spec(args.name)
     out = Path(args.out)
-    graph = plates.graph(spec, spec.default_data(seed=0))
+    graph = plates.graph(spec, _load_data(spec, args))
     if args.query is not None:
         if not args.query.strip():
             raise UsageError("--query: is empty; write it as \"x _|_ theta | z\"")
@@ -357,15 +482,23 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _import_engines() -> None:
-    import inference  # noqa: F401  (torch, Pyro, ArviZ)
-    import plates  # noqa: F401
-    import ppl_models  # noqa: F401
+    with warnings.catch_warnings():
+        # ArviZ 0.x announces its 1.0 refactor on import; the suite supports the version installed (a
+        # command's output is not the place for a library's roadmap)
+        warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor", category=FutureWarning)
+        import inference  # noqa: F401  (torch, Pyro, ArviZ)
+        import plates  # noqa: F401
+        import ppl_models  # noqa: F401
 
 
 def _run(argv: Sequence[str] | None) -> int:
     debug = bool(os.environ.get("PPL_DEBUG"))
     try:
-        args = _parser().parse_args(argv)
+        parser = _parser()
+        args = parser.parse_args(argv)
+        if args.command is None:  # `ppl` alone: the commands and what each does
+            parser.print_help()
+            return 0
         with warnings.catch_warnings():
             if not debug:
                 warnings.simplefilter("ignore")

@@ -100,37 +100,13 @@ def _factorization(spec: Any, data: dict, folder: Path, report: ModelReport) -> 
         pass
 
 
-def _figure(post: Any, folder: Path, report: ModelReport, states: dict | None) -> None:
-    from . import figures
+def _figure(post: Any, folder: Path, report: ModelReport) -> None:
+    from .figures import run_figures
 
-    continuous = bool(post.structure and post.structure.continuous)
     try:
-        if post.method in ("nuts", "hmc") and continuous:
-            figures.trace_plot(post, folder / "trace.png")
-            report.figure, report.figure_caption = f"{report.name}/trace.png", (
-                "MCMC: the draws of each chain (left) and their traces (right); chains that agree overlap")
-        elif post.loss is not None and len(post.loss):
-            figures.loss_plot(post, folder / "loss.png")
-            report.figure, report.figure_caption = f"{report.name}/loss.png", (
-                f"{post.method.upper()}: the objective by optimisation step")
-        elif post.samples:
-            figures.state_plot(post, folder / "states.png", states)
-            report.figure, report.figure_caption = f"{report.name}/states.png", (
-                "posterior state frequencies (the draws come from exact enumeration: there is no chain to trace)")
+        report.figures = [(f"{report.name}/{f.file}", f.caption) for f in run_figures(post, folder)]
     except Exception as exc:
         report.notes.append(f"figure not drawn: {type(exc).__name__}: {exc}")
-
-
-def _states(spec: Any, data: dict) -> dict | None:
-    """State names of a Bayesian network's nodes, for the state-frequency plot."""
-    if "network" not in data:
-        return None
-    try:
-        from ppl_models.bayes_net import load
-
-        return load(data["network"]).states
-    except Exception:
-        return None
 
 
 def fit_one(name: str, out: Path, progress: bool = False) -> ModelReport:
@@ -147,7 +123,6 @@ def fit_one(name: str, out: Path, progress: bool = False) -> ModelReport:
     try:
         data = spec.default_data(seed=0)
         report.data = describe_data(data)
-        states = _states(spec, data)
 
         def figures(post: Any, folder: Path) -> None:  # inside the run directory, before it is committed
             svg = folder / "model.svg"
@@ -156,11 +131,12 @@ def fit_one(name: str, out: Path, progress: bool = False) -> ModelReport:
             else:
                 report.diagram_note = "diagram not drawn (Graphviz 'dot' is missing): model.dot holds its source"
             _factorization(spec, data, folder, report)
-            _figure(post, folder, report, states)
+            _figure(post, folder, report)
 
         post, summary, folder, files, notes = write_run(spec, data, method, 0, demo_options(spec, method),
                                                         out / name, progress, extra=figures)
         report.summary = summary
+        report.exact = post.exact
         report.problems = post.problems()
         report.notes = list(post.notes) + list(notes) + report.notes  # the figures' notes last
         try:
@@ -198,7 +174,7 @@ def run_demo(out: Path, progress: bool = True, names: list[str] | None = None) -
     print(f"{'model':<{width}}  engine  {'time':>7}  diagnostics  oracle")
     for r in reports:
         status = f"FAILED: {r.error}" if r.error else r.diagnostics
-        print(f"{r.name:<{width}}  {r.method:<6}  {r.seconds:5.1f} s  {status:<11}  {r.oracle}")
+        print(f"{r.name:<{width}}  {'exact' if r.exact else r.method:<6}  {r.seconds:5.1f} s  {status:<11}  {r.oracle}")
         if r.check is not None and not r.check.passed:
             print(f"  oracle check failed: {r.check.text}")
     print(compared)

@@ -1,13 +1,16 @@
-"""The report's figures (matplotlib, Agg backend): trace plots for MCMC, loss curves for SVI/MAP/MLE,
-state frequencies for posteriors drawn by exact enumeration, and the factorization typeset by mathtext.
+"""The figures of a run (matplotlib, Agg backend): trace plots for MCMC, loss curves for SVI/MAP/MLE,
+state frequencies for posteriors drawn by exact enumeration, the factorization typeset by mathtext, and
+the pictures a model's own results are read from (a VAE's reconstructions and samples, a GraphVAE's
+sampled graphs).
 
-Each function writes one file and returns its path; none needs a display.
+Each plotting function writes one file and returns its path; none needs a display. `run_figures` writes
+the ones that apply to a fit into its run directory (`ppl fit` and `ppl demo` both call it).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -145,3 +148,75 @@ def _save(fig, path: Path, **kwargs) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+class Figure(NamedTuple):
+    """A figure written into a run directory: its file name there and a caption for the reader."""
+
+    file: str
+    caption: str
+
+
+def run_figures(post: Any, folder: Path) -> list[Figure]:
+    """The figures of a fit, written into `folder`: the trace (MCMC with continuous sites), the loss
+    (SVI, MAP, MLE) or the state frequencies (exact draws, by the state names the model declares), then
+    the model's own pictures."""
+    folder = Path(folder)
+    states = post.structure.states if post.structure is not None else None
+    continuous = bool(post.structure and post.structure.continuous)
+    figures = []
+    if post.method in ("nuts", "hmc") and continuous:
+        trace_plot(post, folder / "trace.png")
+        figures.append(Figure("trace.png", "MCMC: the draws of each chain (left) and their traces (right); "
+                                           "chains that agree overlap"))
+    elif post.loss is not None and len(post.loss):
+        loss_plot(post, folder / "loss.png")
+        figures.append(Figure("loss.png", f"{post.method.upper()}: the objective by optimisation step"))
+    elif post.samples:
+        state_plot(post, folder / "states.png", states)
+        figures.append(Figure("states.png", "posterior state frequencies (the draws come from exact "
+                                            "enumeration: there is no chain to trace)"))
+    pictures = MODEL_PICTURES.get(post.model_name or "")
+    if pictures is not None:
+        with post.learned_parameters():
+            figures += pictures(post, folder)
+    return figures
+
+
+def _vae_pictures(post: Any, folder: Path) -> list[Figure]:
+    from ppl_models import vae
+
+    paths = vae.save_image_grids(folder, post.data)
+    return [Figure(paths["reconstructions"].name, "VAE: training digits (odd rows) and their reconstructions "
+                                                  "(even rows: the decoder's mean at the encoder's mean)"),
+            Figure(paths["samples"].name, "VAE: new digits, the decoder's mean at z drawn from the prior N(0, I)")]
+
+
+def _graph_vae_pictures(post: Any, folder: Path, num: int = 12) -> list[Figure]:
+    import networkx as nx
+
+    from ppl_models import graph_vae
+
+    plt = _plt()
+    graphs = graph_vae.sample_graphs(post.data, num=num, seed=0)
+    fig, axes = plt.subplots(2, num // 2, figsize=(1.5 * num / 2, 3.2))
+    for ax, g in zip(axes.ravel(), graphs):
+        ax.set_axis_off()
+        if g.number_of_nodes():
+            nx.draw_networkx(g, pos=nx.kamada_kawai_layout(g) if g.number_of_nodes() > 1 else None, ax=ax,
+                             node_size=40, with_labels=False, node_color=COLORS[0], edge_color="#555")
+        member = graph_vae.family_member(g)
+        ax.set_title(member or "not a family member", fontsize=7)
+    fig.suptitle(f"{num} graphs drawn from the GraphVAE (z from the prior), named by the family member they are",
+                 fontsize=9)
+    fig.tight_layout()
+    _save(fig, folder / "graph_vae_samples.png")
+    return [Figure("graph_vae_samples.png", "GraphVAE: graphs decoded from z ~ N(0, I), each titled by the "
+                                            "training-family member it is isomorphic to")]
+
+
+# a model's own pictures, by registered name: the results a reader looks at beside the summary
+MODEL_PICTURES: dict[str, Callable[[Any, Path], list[Figure]]] = {
+    "vae": _vae_pictures,
+    "graph_vae": _graph_vae_pictures,
+}

@@ -28,6 +28,7 @@ class ModelReport:
 
     name: str
     method: str
+    exact: bool = False  # the draws came from exact enumeration: no sampler or optimiser ran
     description: str = ""
     story: str = ""
     data: list[tuple[str, str]] = field(default_factory=list)
@@ -37,8 +38,7 @@ class ModelReport:
     factorization: str = ""
     factorization_img: str = ""
     summary: pd.DataFrame | None = None
-    figure: str = ""
-    figure_caption: str = ""
+    figures: list[tuple[str, str]] = field(default_factory=list)  # (src, caption): trace or loss, then the model's pictures
     check: Any = None  # ppl.checks.Check or None
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -52,7 +52,12 @@ class ModelReport:
             return "failed"
         if self.problems:
             return "problems"
-        return "ok" if self.method in ("nuts", "hmc") else "n/a"
+        return "ok" if self.method in ("nuts", "hmc") and not self.exact else "n/a"
+
+    @property
+    def engine(self) -> str:
+        """What produced the draws: the method, or exact enumeration and the method that was asked for."""
+        return f"exact enumeration (method {self.method} requested)" if self.exact else self.method
 
     @property
     def oracle(self) -> str:
@@ -61,7 +66,7 @@ class ModelReport:
         return "passed" if self.check.passed else "failed"
 
     def images(self) -> list[str]:
-        return [p for p in (self.figure, self.factorization_img) if p]
+        return [src for src, _ in self.figures] + ([self.factorization_img] if self.factorization_img else [])
 
 
 # ---- pieces ------------------------------------------------------------------------------------------
@@ -121,7 +126,14 @@ def summary_table(summary: pd.DataFrame | None) -> str:
     if summary is None or summary.empty:
         return "<p class='muted'>no summary (the posterior has no draws to summarise)</p>"
     summary = summary.dropna(axis=1, how="all")
-    sites = pd.Series([_site(i) for i in summary.index], index=summary.index)
+
+    def row_site(row_name: Any) -> str:  # a state's row "P(z[0, 1]=yes)" belongs to site z
+        text = str(row_name)
+        if text.startswith("P(") and text.endswith(")") and "=" in text:
+            text = text[2:].split("=", 1)[0]
+        return _site(text)
+
+    sites = pd.Series([row_site(i) for i in summary.index], index=summary.index)
     rank = sites.groupby(sites).cumcount()
     size = sites.map(sites.value_counts())
     keep = (size <= MAX_SITE_ROWS) | (rank < SHOWN_SITE_ROWS)
@@ -147,7 +159,9 @@ def _badge(text: str, kind: str) -> str:
 
 def _status_badges(r: ModelReport) -> str:
     diag = {"ok": ("diagnostics ok", "ok"), "problems": (f"{len(r.problems)} diagnostic warning(s)", "warn"),
-            "failed": ("fit failed", "bad"), "n/a": (f"no sampler diagnostics ({r.method})", "muted")}[r.diagnostics]
+            "failed": ("fit failed", "bad"),
+            "n/a": ("exact draws: no sampler diagnostics" if r.exact else f"no sampler diagnostics ({r.method})",
+                    "muted")}[r.diagnostics]
     oracle = {"passed": ("oracle check passed", "ok"), "failed": ("oracle check FAILED", "bad"),
               "none": ("no oracle", "muted")}[r.oracle]
     return _badge(*diag) + " " + _badge(*oracle)
@@ -156,7 +170,7 @@ def _status_badges(r: ModelReport) -> str:
 def _section(r: ModelReport) -> str:
     e = html.escape
     out = [f"<section id='{e(r.name)}'>",
-           f"<h2>{e(r.name)} <small>by {e(r.method)} · {r.seconds:.1f} s</small></h2>",
+           f"<h2>{e(r.name)} <small>by {e(r.engine)} · {r.seconds:.1f} s</small></h2>",
            f"<p class='status'>{_status_badges(r)}</p>"]
     if r.description:
         out.append(f"<p class='description'>{e(r.description)}</p>")
@@ -196,12 +210,14 @@ def _section(r: ModelReport) -> str:
         out.append(f"<p class='warn'>warning: {e(problem)}</p>")
     if r.diagnostics == "ok":
         out.append("<p class='ok'>diagnostics: no problems found (R-hat, bulk ESS, divergences)</p>")
+    elif r.diagnostics == "n/a" and r.exact:
+        out.append("<p class='muted'>the draws are independent draws of the exact posterior (every latent site is "
+                   "discrete and summed out by enumeration): there is no chain for R-hat or ESS to judge</p>")
     elif r.diagnostics == "n/a":
         out.append(f"<p class='muted'>R-hat, ESS and divergences are MCMC diagnostics; for {e(r.method)} the "
                    "objective's curve below shows whether the optimisation settled</p>")
-    if r.figure:
-        out.append(f"<figure><img src='{e(r.figure)}' alt='{e(r.figure_caption)}'>"
-                   f"<figcaption>{e(r.figure_caption)}</figcaption></figure>")
+    for src, caption in r.figures:
+        out.append(f"<figure><img src='{e(src)}' alt='{e(caption)}'><figcaption>{e(caption)}</figcaption></figure>")
     for note in r.notes:
         out.append(f"<p class='note'>note: {e(note)}</p>")
     if r.files:
@@ -284,7 +300,7 @@ def page(reports: list[ModelReport], total_seconds: float | None = None, compari
     for r in reports:
         diag_kind = {"ok": "ok", "problems": "warn", "failed": "bad", "n/a": "muted"}[r.diagnostics]
         oracle_kind = {"passed": "ok", "failed": "bad", "none": "muted"}[r.oracle]
-        parts.append(f"<tr><td><a href='#{e(r.name)}'>{e(r.name)}</a></td><td>{e(r.method)}</td>"
+        parts.append(f"<tr><td><a href='#{e(r.name)}'>{e(r.name)}</a></td><td>{e('exact' if r.exact else r.method)}</td>"
                      f"<td>{r.seconds:.1f} s</td><td class='{diag_kind}'>{r.diagnostics}</td>"
                      f"<td class='{oracle_kind}'>{r.oracle}</td></tr>")
     parts.append("</tbody></table>")

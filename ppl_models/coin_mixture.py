@@ -113,6 +113,6 @@ SPEC = register(
             "M": Option(1, "tosses per observation to sample when flips is None", low=1),
         },
         display={"plate_index": {"K": "i", "N": "j"}, "labels": {"flips": "x"}},
-        demo={"num_chains": 4, "num_samples": 500, "num_warmup": 300, "jit_compile": True},
+        demo={"num_chains": 4, "num_samples": 500, "num_warmup": 300},
     )
 )

@@ -172,8 +172,10 @@ SPEC = register(
         description="Factor analysis: z_i ~ N(0, I_K), x_i ~ N(W z_i + mu, diag(psi)); z integrated out by default",
         fields=FIELDS,
         options=_options("HalfCauchy prior scale of each noise variance psi_d"),
-        # W's rotation invariance makes NUTS trees deep; a bounded depth keeps the demo short
-        demo={"num_chains": 4, "num_samples": 200, "num_warmup": 200, "max_tree_depth": 6, "jit_compile": True},
+        # W's rotation invariance makes NUTS trees deep. Depth 6 (64 steps) left mu with R-hat 1.03 and a
+        # bulk ESS of 170-330 in 4 x 500 draws (the demo's warnings); depth 8 gives ESS above 850 and R-hat
+        # below 1.008 on every site (seed 0), at about twice the time
+        demo={"num_chains": 4, "num_samples": 500, "num_warmup": 300, "max_tree_depth": 8},
     )
 )
 
@@ -188,7 +190,9 @@ PPCA_SPEC = register(
         description="Probabilistic PCA: z_i ~ N(0, I_K), x_i ~ N(W z_i + mu, sigma^2 I); z integrated out by default",
         fields=FIELDS,
         options=_options("HalfCauchy prior scale of the noise sd sigma"),
-        # W's rotation invariance makes NUTS trees deep; a bounded depth keeps the demo short
-        demo={"num_chains": 4, "num_samples": 200, "num_warmup": 200, "max_tree_depth": 6, "jit_compile": True},
+        # W's rotation invariance makes NUTS trees deep. Depth 6 (64 steps) left mu with R-hat 1.03 and a
+        # bulk ESS of 170-330 in 4 x 500 draws (the demo's warnings); depth 8 gives ESS above 850 and R-hat
+        # below 1.008 on every site (seed 0), at about twice the time
+        demo={"num_chains": 4, "num_samples": 500, "num_warmup": 300, "max_tree_depth": 8},
     )
 )

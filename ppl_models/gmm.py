@@ -285,6 +285,6 @@ SPEC = register(
             "D": Option(1, "dimension of the points to sample when x is None", low=1),
         },
         display={"labels": {"weights": "pi", "locs": "mu", "scales": "sigma"}},
-        demo={"num_chains": 4, "num_samples": 500, "num_warmup": 300, "jit_compile": True},
+        demo={"num_chains": 4, "num_samples": 500, "num_warmup": 300},
     )
 )

@@ -88,6 +88,7 @@ def looks_up_a_missing_key(y=None):
 
 @pytest.mark.parametrize("method, option, value, says", [
     ("nuts", "num_warmup", True, "must be a whole number, got True"),
+    ("nuts", "max_tree_depth", 6.0, "must be a whole number, got 6.0 (a float)"),  # not "got 6"
     ("nuts", "num_warmup", 10**9, "at most 1000000 (a larger run would take days"),
     ("hmc", "num_samples", np.int64(10**7), "at most 1000000"),
     ("nuts", "num_chains", 1000, "at most 64"),

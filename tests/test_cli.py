@@ -68,7 +68,7 @@ def test_csv_and_npz_data(tmp_path, capsys, suffix):
     code, out, err = run(["fit", "coin", "--method", "mle", "--data", str(path), "--out", str(tmp_path / "r"),
                           "--quiet"], capsys)
     assert code == 0, err
-    assert out == ""
+    assert out == f"wrote {tmp_path / 'r'}/\n"  # --quiet: nothing but where the run went
 
 
 @pytest.mark.parametrize(
@@ -193,3 +193,77 @@ def test_run_length_flags_have_help_written_from_the_engine_options(capsys):
                          ("--steps", "num_steps")):
         assert " ".join(BY_NAME[option].help.split()) in text, flag
     assert "(nuts/hmc; default: 4)" in text and "the same seed gives the same draws" in text
+
+
+# ---- what a student sees (issue 22, item 7) -------------------------------------------------------------
+def test_ppl_alone_lists_the_commands(capsys):
+    code, out, err = run([], capsys)
+    assert code == 0 and not err
+    for command in ("list", "fit", "compare", "render", "demo"):
+        assert f"    {command} " in out, command
+
+
+def test_list_shows_each_model_s_data_fields_and_one_model_s_options(capsys):
+    code, out, _ = run(["list"], capsys)
+    assert code == 0 and "data" in out.splitlines()[0]
+    row = next(line for line in out.splitlines() if line.startswith("linear_regression"))
+    assert " X, y " in row
+    code, out, _ = run(["list", "linear_regression"], capsys)
+    assert code == 0
+    assert "predictors, one row per observation" in out and "real (N, D)" in out
+    assert "prior_scale" in out and "default 1.0" in out and "one of normal, laplace, flat" in out
+    assert run(["list", "nope"], capsys)[0] == 2
+
+
+def test_model_options_on_the_command_line(tmp_path, capsys):
+    """--set reaches the model (the exact posterior moves with the prior) and is recorded in run.json."""
+    code, out, err = run(["fit", "coin", "--method", "map", "--set", "alpha=50", "beta=2", "--out",
+                          str(tmp_path / "a"), "--json"], capsys)
+    assert code == 0, err
+    p = json.loads(out)["summary"]["p"]["mean"]
+    heads = int(np.sum(__import__("ppl_models").get("coin").default_data(0)["flips"]))
+    n = len(__import__("ppl_models").get("coin").default_data(0)["flips"])
+    assert abs(p - (heads + 50 - 1) / (n + 52 - 2)) < 1e-3  # the Beta(heads + 50, tails + 2) mode
+    assert json.loads((tmp_path / "a" / "run.json").read_text())["model_options"] == {"alpha": 50, "beta": 2}
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--set", "gamma=1"], "--set: model 'coin' has no option 'gamma'; its options: alpha, beta, N"),
+    (["--set", "flips=1"], "--set: 'flips' is a data field of model 'coin', not an option"),
+    (["--set", "alpha=-1"], "--set alpha: must be at least 1e-06, got -1"),
+    (["--set", "alpha"], "--set: write OPTION=VALUE, got 'alpha'"),
+    (["--set", "alpha=many"], "--set alpha: must be a number, got 'many'"),
+])
+def test_bad_model_options_are_one_line_exit_2(tmp_path, capsys, argv, says):
+    code, out, err = run(["fit", "coin", "--out", str(tmp_path / "r"), *argv], capsys)
+    assert code == 2 and says in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
+def test_quiet_says_where_the_run_went(tmp_path, capsys):
+    code, out, _ = run(["fit", "coin", "--method", "map", "--quiet", "--out", str(tmp_path / "q")], capsys)
+    assert code == 0 and out == f"wrote {tmp_path / 'q'}/\n"
+
+
+def test_svi_table_has_no_empty_r_hat_column_and_map_s_bar_ends_at_100(tmp_path, capsys):
+    code, out, err = run(["fit", "coin", "--method", "svi", "--steps", "300", "--samples", "200", "--out",
+                          str(tmp_path / "s")], capsys)
+    assert code == 0
+    header = next(line for line in out.splitlines() if line.lstrip().startswith("mean"))
+    assert "r_hat" not in header and "NaN" not in out
+    code, out, err = run(["fit", "coin", "--method", "map", "--out", str(tmp_path / "m")], capsys)
+    assert code == 0
+    last = err.replace("\r", "\n").strip().splitlines()
+    bars = [line for line in last if line.startswith("map:")]
+    assert bars and "100%" in bars[-1] and "stopped: converged" in bars[-1], bars[-3:]
+
+
+def test_synopsis_names_every_flag_of_fit(capsys):
+    import ppl.cli
+
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    flags = {word.strip("[],") for word in capsys.readouterr().out.split() if word.startswith(("--", "[--"))}
+    synopsis = ppl.cli.__doc__.split("ppl compare")[0]
+    missing = sorted(f for f in flags if f.startswith("--") and f not in synopsis and f != "--help")
+    assert not missing, missing

@@ -356,6 +356,20 @@ def test_vae_check_fails_an_untrained_network_and_passes_a_trained_one():
     assert result.passed, result.text
 
 
+@pytest.mark.slow
+def test_graph_vae_check_fails_an_untrained_network_and_passes_a_trained_one():
+    """Held-out family members must be reconstructed above chance: 3 SVI steps do not, the demo's budget does."""
+    from inference import fit
+
+    data = ppl_models.get("graph_vae").default_data(seed=0)
+    untrained = fit("graph_vae", data, method="svi", num_steps=3, num_samples=10, progress=False)
+    result = run_check("graph_vae", untrained, data)
+    assert result is not None and not result.passed, result.text
+    trained = fit("graph_vae", data, method="svi", **dict(ppl_models.get("graph_vae").demo), progress=False)
+    result = run_check("graph_vae", trained, data)
+    assert result.passed, result.text
+
+
 def test_mcse_is_arviz_s_whether_or_not_numba_is_installed():
     """`mcse_mean` / `mcse_sd` are ArviZ's estimates, not the independent-draws fallback, also where numba is
     installed (ArviZ 0.23's numba path of ``method="sd"`` fails on numpy 2, and returns 1-element arrays)."""

@@ -249,8 +249,8 @@ def test_arviz_dims_of_a_site_with_event_dims_name_the_plate_on_the_batch_axis()
             pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
 
     structure = inspect_model(model, {"x": torch.zeros(5, 2)})
-    assert structure.dims["z"] == ["N", "z_dim_1"]
-    assert structure.dims["x"] == ["N", "x_dim_1"]
+    assert structure.dims["z"] == ["N", "z_event"]
+    assert structure.dims["x"] == ["N", "x_event"]
 
 
 def test_rhat_rule_reads_the_raw_value_not_arviz_rounding():

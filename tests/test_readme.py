@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,3 +50,78 @@ def test_readme_shows_a_diagram_of_every_model_and_names_only_existing_images():
     shown = {Path(image).stem.removeprefix("plates-") for image in images}
     shown |= {"linear_regression"} if "regression" in shown else set()
     assert set(ppl_models.names()) <= shown, set(ppl_models.names()) - shown
+
+
+# ---- every shell command of the README, run as written ------------------------------------------------
+BIN = Path(sys.executable).parent  # the environment the tests run in: where `make` put `ppl`
+
+
+def _readme_commands() -> list[list[str]]:
+    """The README's shell commands (lines of its ```bash blocks), as argument lists, comments dropped."""
+    blocks = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    return [argv for block in blocks for line in block.splitlines() if (argv := shlex.split(line, comments=True))]
+
+
+def _env() -> dict:
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONWARNINGS": "ignore"}
+
+
+def _run(argv: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+    done = subprocess.run(argv, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{shlex.join(argv)} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    return done
+
+
+def test_the_readme_shows_only_commands_a_test_runs():
+    """`make test` is what CI runs (above); every other command is run by a test below."""
+    commands = _readme_commands()
+    assert ["make", "run"] in commands and ["make", "test"] in commands and ["make", "notebooks"] in commands
+    assert ["ppl", "render", "coin_mixture", "--out", "cm.svg", "--query", "x _|_ theta | z"] in commands
+    unknown = [c for c in commands if c[0] != "ppl" and c not in (["make", "run"], ["make", "test"], ["make", "notebooks"])]
+    assert not unknown, f"no test runs these README commands: {unknown}"
+
+
+@pytest.mark.slow
+def test_every_ppl_command_of_the_readme_runs_as_written(tmp_path):
+    outputs = {}
+    for argv in (c for c in _readme_commands() if c[0] == "ppl"):
+        outputs[shlex.join(argv)] = _run(argv, tmp_path).stdout
+    query = outputs['ppl render coin_mixture --out cm.svg --query \'x _|_ theta | z\'']
+    assert "true" in query and (tmp_path / "cm.svg").is_file()
+    assert "flips" in outputs["ppl list"] and "prior_scale" in outputs["ppl list linear_regression"]
+    assert (tmp_path / "runs" / "coin-nuts" / "posterior.nc").is_file()
+    assert json.loads((tmp_path / "runs" / "coin-map" / "run.json").read_text())["model_options"] == {"alpha": 2, "beta": 2}
+    vae = next(text for command, text in outputs.items() if command.startswith("ppl fit vae"))
+    assert "held-out ELBO" in vae and "z[0, 0]" not in vae, vae[:3000]
+    assert (tmp_path / "runs" / "vae-svi" / "vae_reconstructions.png").is_file()
+
+
+@pytest.mark.slow
+def test_make_run_as_written_ends_by_naming_the_page_to_open():
+    """`make run` exactly as the README writes it, in the checkout: set-up (already done: a no-op), then the
+    demo at its own budgets, every oracle check passing (exit 0); it replaces only its own demo-out/."""
+    done = _run(["make", "run"], REPO, timeout=1200)
+    assert done.stdout.rstrip().splitlines()[-1].startswith("Open demo-out/index.html in a web browser")
+    assert (REPO / "demo-out" / "index.html").is_file()
+
+
+@pytest.mark.slow
+def test_make_notebooks_as_written_serves_the_notebooks():
+    """`make notebooks` installs JupyterLab and serves notebooks/ (stopped once it prints its address;
+    BROWSER=true stands in for the browser it would open)."""
+    server = subprocess.Popen(["make", "notebooks"], cwd=REPO, env={**_env(), "BROWSER": "true"}, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            line = server.stdout.readline()
+            seen.append(line)
+            if "http://" in line and "/lab" in line:
+                break
+            assert line or server.poll() is None, "make notebooks stopped:\n" + "".join(seen[-40:])
+        else:
+            pytest.fail("make notebooks printed no address in 600 s:\n" + "".join(seen[-40:]))
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)

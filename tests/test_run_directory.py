@@ -403,7 +403,7 @@ def test_a_folder_the_manifest_names_must_be_a_run_of_its_own(workdir, capsys):
 def test_out_given_as_a_quoted_tilde_and_an_empty_out(workdir, capsys, monkeypatch):
     monkeypatch.setenv("HOME", str(workdir))
     assert main(["fit", "coin", "--data", "coin.json", "--out", "~/x", *MAP]) == 0
-    assert capsys.readouterr().out == "" and is_complete_run(workdir / "x")
+    assert capsys.readouterr().out == "wrote ~/x/\n" and is_complete_run(workdir / "x")  # --quiet: where it went
     assert main(["fit", "coin", "--data", "coin.json", "--out", "", *MAP]) == 2
     assert "--out: is empty" in capsys.readouterr().err
 

@@ -10,7 +10,9 @@ A network is three dictionaries:
 The constructor checks all of it once (unknown or missing parents, cycles, duplicate states, CPT shapes,
 negative entries, rows not summing to 1) and raises one `DataError` naming the variable and the problem.
 `BayesNet.model` is the network compiled into a Pyro program: one ``pyro.sample`` per node in
-topological order, ``Categorical`` with the CPT row picked by the parents' values, evidence observed.
+topological order, ``Categorical`` with the CPT row picked by the parents' values, evidence observed. Each
+site declares its state names as ``infer={"states": [...]}``, so that `inference.fit`'s summary reads
+``P(rain=yes)`` instead of a mean of state indices (the model still imports nothing of the engines).
 
 Example:
     >>> net = BayesNet({"D": ["yes", "no"], "T": ["pos", "neg"]}, {"D": [], "T": ["D"]},
@@ -179,8 +181,10 @@ class BayesNet:
             log_cpt = self.log_cpts[var]
             parent_values = tuple(values[p] for p in self.parents[var])
             row = Vindex(log_cpt)[parent_values + (slice(None),)] if parent_values else log_cpt
-            # logits may be -inf (a zero in the CPT), which the default argument check rejects
-            values[var] = pyro.sample(var, dist.Categorical(logits=row, validate_args=False), obs=observed.get(var))
+            # logits may be -inf (a zero in the CPT), which the default argument check rejects; the state
+            # names ride in the infer dict (plain Pyro, ignored by every handler) for the engines' summaries
+            values[var] = pyro.sample(var, dist.Categorical(logits=row, validate_args=False), obs=observed.get(var),
+                                      infer={"states": self.states[var]})
         return values
 
     # ---- queries (see queries.py) ---------------------------------------------------------------
