@@ -11,7 +11,10 @@
 
 `graph(model, data, **options)` traces the model once (see `plates.extract`) and returns a `PlateGraph`
 whose `networkx` DiGraph is the graph view; `factorization()` writes the second view from it;
-`to_dot()`, `render(path)` (.dot .svg .png .pdf .tex) draw it.
+`to_dot()`, `render(path)` (.dot .svg .png .pdf .tex) draw it. The sites of a loop over time (``x_0, x_1,
+...`` in ``pyro.markov``) become one node on a time plate (`plates.markov`); a Markov chain or HMM is drawn
+unrolled, ``x_1 -> x_2 -> x_3 -> ... -> x_T`` (`plates.timeslices`), and factorized as
+``p(x_1) prod_{t=2}^{T} p(x_t | x_{t-1})``.
 
 Why not Pyro's ``render_model``: it is the starting point (``get_model_relations``' provenance tracking is
 reused here), but it labels plates by name only (``N``, not ``i = 1..N (N = 10)``), has no notion of

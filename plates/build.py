@@ -26,6 +26,7 @@ from ppl_models.registry import resolve
 
 from .errors import PlateError
 from .extract import DATA, HYPER, Extraction, extract, param_group
+from .markov import fold_chains
 from .plategraph import PlateGraph, distribution_text
 from .symbols import canonical, index_letter, number
 
@@ -96,6 +97,8 @@ def graph(model: Any, data: Mapping[str, Any] | None = None, **options: Any) -> 
     if not x.sites:
         raise PlateError("model", "has no sample sites to draw")
     G = _model_graph(x, spec, kwargs, labels, plate_index)
+    G = fold_chains(G, {n for n, site in x.sites.items() if site.markov}, lambda n: _label(n, labels),
+                    lambda p: index_letter(p, plate_index))
     Q = None
     if guide:
         try:
@@ -206,8 +209,8 @@ def _describe_args(site, x: Extraction, G: nx.DiGraph) -> list[tuple]:
             continue
         modules = [n for n in nodes if G.nodes[n]["kind"] == "parameter" and n not in x.params]
         discrete = [n for n in nodes if G.nodes[n].get("discrete")]
-        if len(nodes) == 1:
-            out.append((arg.name, "symbol", nodes[0]))
+        if len(nodes) == 1:  # the node itself (``mu``), or computed from it (``2 * mu``): f(mu)
+            out.append((arg.name, "symbol", nodes[0]) if arg.verbatim else (arg.name, "f", (nodes[0],)))
         elif len(modules) == 1:
             out.append((arg.name, "call", modules[0], tuple(n for n in nodes if n != modules[0])))
         elif discrete and len(nodes) - len(discrete) == 1:

@@ -5,7 +5,8 @@ which sites each log-density depends on) extended with what a textbook figure ne
 
 - hyperparameters: float keyword arguments (``alpha=1.0``) enter the run tagged ``h:alpha``, so a
   distribution argument that depends on them names them; a constant that lost its tag (``float(alpha)``)
-  is matched back by value when that is unambiguous;
+  is matched back by value, checked by a second run in which each option it could be has a value of its
+  own (so two options of equal value each keep their own arguments);
 - covariates: data keyword arguments enter tagged ``d:X``; one that feeds an ``obs=`` is that observed
   site, any other is a covariate (an observed input such as a regression's ``X``);
 - per-argument provenance: every distribution constructor is wrapped for the duration of the run to keep
@@ -23,6 +24,7 @@ import contextlib
 import functools
 import inspect
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -32,6 +34,9 @@ from pyro import poutine
 from pyro.ops.provenance import ProvenanceTensor, detach_provenance, get_provenance, track_provenance
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
+from torch.utils._pytree import tree_map
+
+from .symbols import number
 
 HYPER = "h:"
 DATA = "d:"
@@ -44,6 +49,7 @@ class Arg:
     name: str
     sources: frozenset  # raw provenance tags
     constant: Any = None  # a float or a tensor when sources is empty
+    verbatim: bool = True  # the value of one of its sources passed as is (``mu``), not computed (``2 * mu``)
 
 
 @dataclass
@@ -56,6 +62,7 @@ class Site:
     plates: tuple[str, ...]
     discrete: bool = False
     enumerated: bool = False
+    markov: bool = False  # sampled inside a ``pyro.markov`` context (a time step)
 
 
 @dataclass
@@ -234,11 +241,29 @@ _SHAPE_ONLY = {
 }
 
 
+def _is_size(value: Any) -> bool:
+    return isinstance(value, torch.Size)
+
+
+def _detach_keeping_sizes(value: Any) -> Any:
+    """`detach_provenance`, except that a `torch.Size` stays one.
+
+    Pyro's version flattens it into a plain tuple, and a plain tuple means data where a size was meant:
+    ``loc.new(torch.Size([]))`` is a scalar, ``loc.new(())`` an empty tensor. Every ``Cauchy`` (so every
+    ``HalfCauchy``) whose scale depends on a site samples with ``loc.new(shape)``, which then came out
+    empty (a horseshoe's global scale ``HalfCauchy(sigma * c)``).
+    """
+    return tree_map(lambda v: v._t if isinstance(v, ProvenanceTensor) else v, value, is_leaf=_is_size)
+
+
 def _torch_function(cls, func, types, args=(), kwargs=None):
-    """`ProvenanceTensor.__torch_function__`, except that shape-only functions ignore their template."""
+    """`ProvenanceTensor.__torch_function__`, except that shape-only functions ignore their template and
+    sizes stay `torch.Size` both ways (``x.shape`` is a `torch.Size`, not a tuple)."""
     kwargs = kwargs or {}
-    _args, _kwargs = detach_provenance([args, kwargs])
+    _args, _kwargs = _detach_keeping_sizes([args, kwargs])
     ret = func(*_args, **_kwargs)
+    if _is_size(ret):
+        return ret
     if func in _SHAPE_ONLY:
         return track_provenance(ret, get_provenance([args[1:], kwargs]))
     return track_provenance(ret, get_provenance([args, kwargs]))
@@ -273,25 +298,34 @@ def _run(model: Callable, kwargs: dict, x: Extraction, seed: int):
     return trace, tracker
 
 
+def _in_markov(site: dict) -> bool:
+    """Whether a traced site ran inside ``pyro.markov`` (its messenger marks the site's ``infer``)."""
+    return bool(site["infer"].get("_markov_depth"))
+
+
 def _is_number_like(value: Any) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)) or isinstance(value, torch.Tensor)
 
 
-def extract(model: Callable, kwargs: dict, spec_fields: set[str] | None = None, seed: int = 0) -> Extraction:
+def extract(model: Callable, kwargs: dict, spec_fields: set[str] | None = None, seed: int = 0,
+            probe: bool = True) -> Extraction:
     """Trace `model(**kwargs)` once and read sites, dependencies, plates, hyperparameters and covariates.
+
+    With `probe`, constants matched to options by value are checked by a second run in which each of
+    those options has a value of its own (see `_match_lost_hyperparameters`).
 
     Raises whatever the model raises when it cannot run on `kwargs` (the caller turns it into one line).
     """
     # Tagged floats are 0-d tensors; a model that insists on Python floats is run again with only its
     # data tagged, then untagged; hyperparameters are then matched by value.
     attempts = [_tag(kwargs, spec_fields), _tag(kwargs, spec_fields, hyper_tags=False), (kwargs, {}, {})]
-    for number, (tagged, hyper, data) in enumerate(attempts):
+    for attempt, (tagged, hyper, data) in enumerate(attempts):
         x = Extraction()
         try:
             trace, tracker = _run(model, tagged, x, seed)
             break
         except Exception:
-            if number == len(attempts) - 1:
+            if attempt == len(attempts) - 1:
                 raise
     x.hyper_values, x.data_values = dict(hyper), dict(data)
 
@@ -306,7 +340,7 @@ def extract(model: Callable, kwargs: dict, spec_fields: set[str] | None = None, 
         fn = site["fn"]
         if site["infer"].get("_deterministic"):
             x.sites[name] = Site(name, "deterministic", None, [], tracker.value_sources.get(name, frozenset()) - {name},
-                                 plates)
+                                 plates, markov=_in_markov(site))
             continue
         base = _base(fn)
         try:
@@ -318,7 +352,8 @@ def extract(model: Callable, kwargs: dict, spec_fields: set[str] | None = None, 
             if not _is_number_like(value):
                 continue
             prov = get_provenance(value)
-            args.append(Arg(arg_name, prov, None if prov else detach_provenance(value)))
+            args.append(Arg(arg_name, prov, None if prov else detach_provenance(value),
+                            _verbatim(value, prov, trace, x)))
             sources |= prov
         support = getattr(fn, "support", None)
         discrete = bool(support is not None and support.is_discrete)
@@ -326,35 +361,142 @@ def extract(model: Callable, kwargs: dict, spec_fields: set[str] | None = None, 
         enumerated = (not observed and discrete and getattr(fn, "has_enumerate_support", False)) or (
             site["infer"].get("enumerate") in ("parallel", "sequential"))
         x.sites[name] = Site(name, "observed" if observed else "latent", type(base).__name__, args,
-                             frozenset(sources), plates, discrete, bool(enumerated))
-    _match_lost_hyperparameters(x, kwargs, spec_fields)
+                             frozenset(sources), plates, discrete, bool(enumerated), markov=_in_markov(site))
+    prober = functools.partial(extract, model, spec_fields=spec_fields, seed=seed, probe=False) if probe else None
+    _match_lost_hyperparameters(x, kwargs, spec_fields, prober)
     return x
 
 
-def _match_lost_hyperparameters(x: Extraction, kwargs: dict, spec_fields: set[str] | None) -> None:
-    """A constant argument equal to exactly one float option is that option, when provenance lost it
-    (``torch.full((K,), gamma)`` and ``float(alpha)`` drop the tag). Options whose tag reached a site, or
-    a site's scale or mask, are accounted for and never matched."""
+def _match_lost_hyperparameters(x: Extraction, kwargs: dict, spec_fields: set[str] | None,
+                                probe: Callable[[dict], Extraction] | None = None) -> None:
+    """Give back to a float option the constant arguments that are its value, when provenance lost the
+    option's tag (``torch.full((K,), gamma)`` and ``float(alpha)`` drop it).
+
+    A constant equal to one or more options' value is checked by `probe`, a second run in which each of
+    those options has a value of its own: the argument that moves with an option is that option's, one
+    that does not move is a literal of the program. Without a second run (none given, or it fails or
+    changes the program) a value that only one option has is that option's, as before; one that several
+    options share stays the number, said in one warning. Options whose tag reached a site, or a site's
+    scale or mask, are accounted for and never matched.
+    """
     seen = {t for s in x.sites.values() for t in s.sources} | set(x.control)
     candidates = {
         k: float(v) for k, v in kwargs.items()
         if isinstance(v, float) and not isinstance(v, bool) and HYPER + k not in seen
         and not (spec_fields and k in spec_fields)
     }
-    if not candidates:
+    lost = [(site, position, [k for k, v in candidates.items() if math.isclose(v, value, rel_tol=1e-6)])
+            for site, position, value in _lost_constants(x)]
+    lost = [(site, position, matches) for site, position, matches in lost if matches]
+    if not lost:
         return
+    keys = sorted({k for _, _, matches in lost for k in matches})
+    moved = {k: _moved(candidates[k], i) for i, k in enumerate(keys)}
+    probed = _probe(probe, {**kwargs, **moved})
+    for site, position, matches in lost:
+        followed = _followed(probed, site, position, matches, moved)
+        if followed is None and len(matches) == 1:
+            followed = matches[0]
+        elif followed is None and probe is not None:
+            _warn_unattributed(site, position, matches, candidates[matches[0]])
+        if followed:
+            arg = site.args[position]
+            arg.sources, arg.constant = frozenset({HYPER + followed}), None
+            site.sources = site.sources | arg.sources
+            x.hyper_values.setdefault(followed, candidates[followed])
+
+
+def _lost_constants(x: Extraction):
+    """(site, argument position, value) of every constant argument that is one number (all entries equal)."""
     for site in x.sites.values():
-        for arg in site.args:
+        for position, arg in enumerate(site.args):
             if arg.sources or arg.constant is None:
                 continue
             value = arg.constant
             if isinstance(value, torch.Tensor):
                 if value.numel() == 0 or not bool((value == value.reshape(-1)[0]).all()):
                     continue
-                value = float(value.reshape(-1)[0])
-            matches = [k for k, v in candidates.items() if math.isclose(v, float(value), rel_tol=1e-6)]
-            if len(matches) == 1:
-                arg.sources = frozenset({HYPER + matches[0]})
-                arg.constant = None
-                site.sources = site.sources | arg.sources
-                x.hyper_values.setdefault(matches[0], candidates[matches[0]])
+                value = value.reshape(-1)[0]
+            yield site, position, float(value)
+
+
+def _moved(value: float, i: int) -> float:
+    """The `i`-th option's value in the second run: its own, a few per cent off the shared one."""
+    step = (i + 1) / 64
+    return value * (1 + step) if value != 0 else step
+
+
+def _probe(probe: Callable[[dict], Extraction] | None, kwargs: dict) -> Extraction | None:
+    if probe is None:
+        return None
+    try:
+        return probe(kwargs)
+    except Exception:  # the model refuses the moved values: no second opinion
+        return None
+
+
+def _followed(probed: Extraction | None, site: Site, position: int, matches: list[str],
+              moved: dict[str, float]) -> str | None:
+    """The option whose moved value the argument took in the second run; ``""`` when it kept its value
+    (a literal); ``None`` when the second run cannot tell (missing, or a different program)."""
+    if probed is None or site.name not in probed.sites:
+        return None
+    args = probed.sites[site.name].args
+    if len(args) != len(site.args) or args[position].name != site.args[position].name:
+        return None
+    arg = args[position]
+    tags = {t[len(HYPER):] for t in arg.sources if t.startswith(HYPER)}
+    if len(tags & set(matches)) == 1:
+        return (tags & set(matches)).pop()
+    value = next((v for s, p, v in _lost_constants(probed) if s.name == site.name and p == position), None)
+    if value is None:
+        return None
+    hits = [k for k in matches if math.isclose(moved[k], value, rel_tol=1e-6)]
+    if len(hits) == 1:
+        return hits[0]
+    original = site.args[position].constant
+    if isinstance(original, torch.Tensor):
+        original = original.reshape(-1)[0]
+    return "" if not hits and math.isclose(float(original), value, rel_tol=1e-6) else None
+
+
+def _warn_unattributed(site: Site, position: int, matches: list[str], value: float) -> None:
+    names = ", ".join(repr(k) for k in matches[:-1]) + f" and {matches[-1]!r}"
+    warnings.warn(f"plates: {site.name}'s argument {site.args[position].name} is {number(value)}, the value of the options "
+                  f"{names}, and a second run could not tell which one it is; it is drawn as the number",
+                  stacklevel=4)
+
+
+def _verbatim(value: Any, sources: frozenset, trace: Any, x: Extraction) -> bool:
+    """Whether an argument is the value of one of its sources as is, up to broadcasting and unit axes
+    (``mu``, ``mu.unsqueeze(-1)``, ``mu.expand(n)``), rather than computed from it (``2 * mu``). Without a
+    value to compare with, it is taken as is."""
+    if not sources:
+        return True
+    values = [_source_value(tag, trace, x) for tag in sources]
+    values = [v for v in values if v is not None]
+    return not values or any(_same_values(value, v) for v in values)
+
+
+def _source_value(tag: str, trace: Any, x: Extraction) -> Any:
+    if tag.startswith(HYPER):
+        return x.hyper_values.get(tag[len(HYPER):])
+    if tag.startswith(DATA):
+        return x.data_values.get(tag[len(DATA):])
+    node = trace.nodes.get(tag)
+    return None if node is None else node.get("value")
+
+
+def _same_values(arg: Any, source: Any) -> bool:
+    try:
+        a = torch.as_tensor(detach_provenance(arg), dtype=torch.float64)
+        s = torch.as_tensor(detach_provenance(source), dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        return True
+    if a.shape != s.shape:
+        a, s = a.squeeze(), s.squeeze()
+    try:
+        s = torch.broadcast_to(s, a.shape)
+    except RuntimeError:
+        return False
+    return bool(torch.allclose(a, s, rtol=1e-6, atol=0.0, equal_nan=True))

@@ -32,15 +32,23 @@ def symbol(G: nx.DiGraph, node: str, fmt: str = "plain", index: tuple[str, ...] 
     return _formatter(fmt)(G.nodes[node]["label"], index)
 
 
-def distribution_text(G: nx.DiGraph, node: str, fmt: str = "plain") -> str | None:
-    """``Beta(alpha, beta)`` / ``Bernoulli(theta_z)`` for a site, in format `fmt`; ``None`` otherwise."""
+def distribution_text(G: nx.DiGraph, node: str, fmt: str = "plain", first: bool = False) -> str | None:
+    """``Beta(alpha, beta)`` / ``Bernoulli(theta_z)`` for a site, in format `fmt`; ``None`` otherwise.
+
+    For a sequence folded into a time plate (`plates.markov`): its later steps' distribution, or with
+    `first` its first step's when that differs (``Categorical(probs)`` against ``Categorical(probs[x_{t-1}])``).
+    """
     data = G.nodes[node]
-    name = data.get("dist_name")
+    prefix = "first_" if first and data.get("first_dist_name") else ""
+    name = data.get(prefix + "dist_name")
     if not name:
         return None
     sym = _formatter(fmt)
 
-    def s(n: str, index: tuple[str, ...] = ()) -> str:
+    def s(n, index: tuple[str, ...] = ()) -> str:
+        if isinstance(n, tuple):  # a step of a folded sequence: ("x", "t-1")
+            n, step = n
+            index = index + (step,)
         return sym(G.nodes[n]["label"], index)
 
     def text(t: str) -> str:
@@ -51,7 +59,7 @@ def distribution_text(G: nx.DiGraph, node: str, fmt: str = "plain") -> str | Non
         return t
 
     parts = []
-    for arg in data.get("dist_args", ()):
+    for arg in data.get(prefix + "dist_args", ()):
         arg_name, form = arg[0], arg[1]
         if form == "const":
             body = text(arg[2]) if arg[2].isalpha() else (html.escape(arg[2]) if fmt == "html" else arg[2])
@@ -61,6 +69,8 @@ def distribution_text(G: nx.DiGraph, node: str, fmt: str = "plain") -> str | Non
             body = f"{s(arg[2])}({', '.join(s(n) for n in arg[3])})"
         elif form == "sub":
             body = s(arg[2], tuple(G.nodes[n]["label"] for n in arg[3]))
+        elif form == "index":  # a table row picked by steps of a sequence: probs[x_{t-1}]
+            body = f"{s(arg[2])}[{', '.join(s(n) for n in arg[3])}]"
         else:
             body = f"{text('f')}({', '.join(s(n) for n in arg[2])})"
         if arg_name == "logits":
@@ -117,13 +127,23 @@ class PlateGraph:
         """The diagram as Graphviz DOT source."""
         from .dot import to_dot
 
-        return to_dot(self)
+        return to_dot(self.drawing())
 
     def to_tikz(self) -> str:
         """The diagram as a standalone LaTeX/TikZ document (layout by Graphviz ``dot``)."""
         from .tikz import to_tikz
 
-        return to_tikz(self)
+        return to_tikz(self.drawing())
+
+    def drawing(self) -> "PlateGraph":
+        """What the diagram draws: this graph, or with each chain's time plate unrolled into its first
+        steps, an ellipsis and its last step (`plates.timeslices`)."""
+        from .timeslices import drawing_graph
+
+        D = drawing_graph(self.networkx, self.show_distributions)
+        if D is self.networkx:
+            return self
+        return PlateGraph(D, self.guide, name=self.name, show_distributions=self.show_distributions)
 
     def render(self, path: str | Path) -> Path:
         """Write the diagram; the format comes from the suffix: .dot .svg .png .pdf .tex.
@@ -153,22 +173,27 @@ class PlateGraph:
     def d_separated(self, xs, ys, given=()) -> bool:
         """Whether `xs` and `ys` are d-separated given `given` (names, or one name).
 
-        Plain names query the plate graph; indexed names (``"x[1]"``, ``"z[2]"``, indices from 1 like the
-        plate labels) query the unrolled graph. Constants (hyperparameters, parameters, covariates) are
-        fixed, so they are always conditioned on.
+        A name is a site name (``"flips"``) or the symbol the diagram draws (``"x"``, ``"θ"``,
+        ``"\\theta"``); a symbol drawn for two nodes is refused. A plain name stands for every copy of
+        its node (``"theta"``: theta_1, ..., theta_K), given or not as a whole; an indexed name
+        (``"x[1]"``, ``"z[2]"``, indices from 1 like the plate labels) is one copy, and the query is then
+        answered on the unrolled graph. Constants (hyperparameters, parameters, covariates) are fixed, so
+        they are always conditioned on.
         """
         from .query import d_separated
 
         return d_separated(self.networkx, xs, ys, given)
 
     def markov_blanket(self, node: str) -> set[str]:
-        """Parents, children and the children's other parents of `node`, without the constants."""
+        """Parents, children and the children's other parents of `node` (a site name or a drawn symbol;
+        ``"z[2]"`` for one copy), without the constants; answered in site names."""
         from .query import markov_blanket
 
         return markov_blanket(self.networkx, node)
 
     def query(self, text: str) -> bool:
-        """Answer ``"x _|_ theta | z"`` (also ``⊥``); several names separate with commas."""
+        """Answer ``"x _|_ theta | z"`` (also ``⊥``); several names separate with commas; names as in
+        `d_separated`."""
         from .query import parse_query
 
         xs, ys, given = parse_query(text)
@@ -187,6 +212,10 @@ def plate_rank(G: nx.DiGraph) -> dict[str, tuple]:
 
 
 def plate_path(G: nx.DiGraph, node: str, rank: dict[str, tuple] | None = None) -> tuple[str, ...]:
-    """`node`'s plates ordered outermost first by `plate_rank`, so that shared plates nest the same way."""
+    """`node`'s plates ordered outermost first by `plate_rank`, so that shared plates nest the same way.
+
+    The one-step plates of a drawn time slice (``x_2`` of an unrolled chain, `plates.timeslices`) give
+    the node its index but are no box, so they are left out."""
     rank = rank if rank is not None else plate_rank(G)
-    return tuple(sorted(G.nodes[node].get("plates", ()), key=lambda p: rank.get(p, (0, 0))))
+    boxes = [p for p in G.nodes[node].get("plates", ()) if not G.graph["plates"][p].get("slice_of")]
+    return tuple(sorted(boxes, key=lambda p: rank.get(p, (0, 0))))

@@ -11,6 +11,7 @@ give a Unicode letter (``"μ"``) or a LaTeX command (``"\\mu"``); both are turne
 from __future__ import annotations
 
 import html
+import math
 import re
 
 GREEK = {
@@ -51,13 +52,21 @@ def _split(label: str) -> tuple[str, str]:
     return label, ""
 
 
+_OFFSET = re.compile(r"^([A-Za-z])([-+])(\d+)$")
+
+
+def _is_offset(index: str) -> bool:
+    """An index a step away from a letter: ``t-1`` (the step before, in a sequence)."""
+    return bool(_OFFSET.match(index))
+
+
 def plain(label: str, index: tuple[str, ...] = ()) -> str:
     """ASCII form: ``theta_k``; several indices run together (``x_id``), after any subscript a comma."""
     base, sub = _split(label)
     subs = ([sub] if sub else []) + list(index)
     if not subs:
         return base
-    if len(subs) == 1:
+    if len(subs) == 1 and not _is_offset(subs[0]):
         return f"{base}_{subs[0]}"
     if all(len(s) == 1 for s in subs):
         return f"{base}_{''.join(subs)}"
@@ -80,6 +89,9 @@ def html_label(label: str, index: tuple[str, ...] = ()) -> str:
     base, sub = _split(label)
 
     def word(w: str) -> str:
+        m = _OFFSET.match(w)
+        if m:  # t-1: italic t, a minus sign
+            return f"<I>{m.group(1)}</I>{'−' if m.group(2) == '-' else '+'}{m.group(3)}"
         if w in GREEK:
             return html.escape(GREEK[w])
         if len(w) == 1 and w.isalpha():
@@ -96,7 +108,7 @@ def html_label(label: str, index: tuple[str, ...] = ()) -> str:
 def _latex_word(word: str) -> str:
     if word in GREEK:
         return "\\" + word
-    if len(word) == 1 or word.isdigit():
+    if len(word) == 1 or word.isdigit() or _is_offset(word):
         return word
     return r"\mathrm{" + word.replace("_", r"\_") + "}"
 
@@ -112,5 +124,17 @@ def latex(label: str, index: tuple[str, ...] = ()) -> str:
 
 
 def number(value: float) -> str:
-    """A constant as a person writes it: ``1``, ``0.5``, ``1e-06``."""
-    return f"{float(value):g}"
+    """A constant as a person writes it in a figure: at most three significant digits, integers as integers.
+
+    >>> [number(v) for v in (1.0, 0.5, -0.0388255, 4.42044, 12345.6, 1e-06)]
+    ['1', '0.5', '-0.0388', '4.42', '12300', '1e-06']
+    """
+    v = float(value)
+    if not math.isfinite(v):
+        return str(v)
+    if v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    rounded = float(f"{v:.3g}")
+    if rounded.is_integer() and abs(rounded) < 1e6:
+        return str(int(rounded))
+    return f"{rounded:g}"

@@ -53,8 +53,12 @@ def to_tikz(pg) -> str:
     for n in sorted(G, key=lambda n: G.nodes[n].get("order", 0)):
         d = G.nodes[n]
         x, y, w, h = pos[n]
-        sym = symbol(G, n, "latex", node_indices(G, n))
         kind = d["kind"]
+        if kind == "text":  # a drawn chain's ellipsis, time range or distributions (plates.timeslices)
+            style = "dist, align=left" if d.get("text_class") == "distribution" else "param"
+            lines.append(f"\\node[{style}] ({ids[n]}) at ({x:.3f},{y:.3f}) {{{d['latex']}}};")
+            continue
+        sym = symbol(G, n, "latex", node_indices(G, n))
         if kind == "hyperparameter":
             value = _value_text(d.get("value"))
             lab = f"${symbol(G, n, 'latex')}{' = ' + value if value is not None else ''}$"

@@ -49,7 +49,8 @@ def parse_dot(text: str) -> dict:
             continue
         m = re.match(rf"{_ID} \[(.*)\];$", line)
         if m:
-            nodes[m.group(1)] = {k: v.strip('"') for k, v in _ATTR.findall(m.group(2))}
+            # labels write their spaces as &#160; (kept in SVG text, see plates.dot.keep_spaces)
+            nodes[m.group(1)] = {k: v.strip('"').replace("&#160;", " ") for k, v in _ATTR.findall(m.group(2))}
             if stack[-1] is not None:
                 clusters[stack[-1]]["nodes"].append(m.group(1))
     return {"nodes": nodes, "edges": edges, "clusters": clusters}

@@ -86,8 +86,9 @@ def test_every_ppl_command_of_the_readme_runs_as_written(tmp_path):
     outputs = {}
     for argv in (c for c in _readme_commands() if c[0] == "ppl"):
         outputs[shlex.join(argv)] = _run(argv, tmp_path).stdout
-    query = outputs['ppl render coin_mixture --out cm.svg --query \'x _|_ theta | z\'']
-    assert "true" in query and (tmp_path / "cm.svg").is_file()
+    assert "true (d-separated)" in outputs["ppl render coin_mixture --out cm.svg --query 'x _|_ pi | z'"]
+    assert "false (d-connected)" in outputs["ppl render coin_mixture --out cm.svg --query 'x _|_ theta | z'"]
+    assert (tmp_path / "cm.svg").is_file()
     assert "flips" in outputs["ppl list"] and "prior_scale" in outputs["ppl list linear_regression"]
     assert (tmp_path / "runs" / "coin-nuts" / "posterior.nc").is_file()
     assert json.loads((tmp_path / "runs" / "coin-map" / "run.json").read_text())["model_options"] == {"alpha": 2, "beta": 2}
