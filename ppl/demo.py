@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from inference.fast import one_thread
@@ -135,8 +136,17 @@ def fit_one(name: str, out: Path, progress: bool = False) -> ModelReport:
 
         post, summary, folder, files, notes = write_run(spec, data, method, 0, demo_options(spec, method),
                                                         out / name, progress, extra=figures)
+        local = post.local_sites()  # one value per data point: summary.csv has them, the page the global sites
         report.summary = summary
+        if local:
+            shown = [k for k in post.samples if k not in local]
+            report.summary = post.summary(shown, round_to="none") if shown else None
+            report.local_sites = ", ".join(f"{k} ({np.size(post.samples[k][0, 0]):,} values)" for k in local)
         report.exact = post.exact
+        if "num_steps" in spec.demo and post.convergence is not None and post.convergence.stopped_by == "budget":
+            report.notes.append(f"the demo gives {name} a quick look ({spec.demo['num_steps']} steps), so the warning "
+                                f"that the loss still falls is expected here; `ppl fit {name}` trains until the "
+                                "loss is flat")
         report.problems = post.problems()
         report.notes = list(post.notes) + list(notes) + report.notes  # the figures' notes last
         try:

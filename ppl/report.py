@@ -38,6 +38,7 @@ class ModelReport:
     factorization: str = ""
     factorization_img: str = ""
     summary: pd.DataFrame | None = None
+    local_sites: str = ""  # local latent sites left out of the table, with their sizes ("z (11,504 values)")
     figures: list[tuple[str, str]] = field(default_factory=list)  # (src, caption): trace or loss, then the model's pictures
     check: Any = None  # ppl.checks.Check or None
     problems: list[str] = field(default_factory=list)
@@ -205,7 +206,14 @@ def _section(r: ModelReport) -> str:
         out.append("<div class='check muted'>no oracle check is registered for this model</div>")
 
     out.append("<h3>posterior summary (ArviZ)</h3>")
-    out.append(summary_table(r.summary))
+    if r.local_sites and (r.summary is None or r.summary.empty):
+        out.append(f"<p class='muted'>no global latent site: the model's latent sites are local, one value per "
+                   f"data point ({e(r.local_sites)}); summary.csv has their rows</p>")
+    else:
+        out.append(summary_table(r.summary))
+        if r.local_sites:
+            out.append(f"<p class='muted'>local latent sites, one value per data point, are left out of this "
+                       f"table ({e(r.local_sites)}); summary.csv has their rows</p>")
     for problem in r.problems:
         out.append(f"<p class='warn'>warning: {e(problem)}</p>")
     if r.diagnostics == "ok":

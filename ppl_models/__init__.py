@@ -5,7 +5,9 @@
     >>> sorted(spec.default_data(seed=0))
     ['alpha', 'beta', 'flips']
 
-This package imports only pyro, torch and numpy: it knows nothing of inference engines or drawing.
+This package knows nothing of inference engines or drawing: its models import pyro, torch and numpy;
+data generation and the models' own measures also use scipy, networkx and scikit-learn (its digits,
+k-means starts), and `bayes_net.from_pgmpy` pgmpy when it is installed.
 """
 
 from .data import DataError, Field, Option

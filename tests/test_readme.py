@@ -63,7 +63,10 @@ def _readme_commands() -> list[list[str]]:
 
 
 def _env() -> dict:
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONWARNINGS": "ignore"}
+    """A user's shell: the suite's environment on PATH; not inside `make test`'s make (whose MAKEFLAGS would
+    have a nested make print "make[1]: Leaving directory ...")."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    return {**env, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONWARNINGS": "ignore"}
 
 
 def _run(argv: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
