@@ -28,7 +28,7 @@ from .errors import PlateError
 from .extract import DATA, HYPER, Extraction, extract, param_group
 from .markov import fold_chains
 from .plategraph import PlateGraph, distribution_text
-from .symbols import canonical, index_letter, number
+from .symbols import canonical, default_indices, index_letter, number
 
 _OPTIONS = ("guide", "labels", "plate_index", "seed", "distributions")
 
@@ -96,6 +96,7 @@ def graph(model: Any, data: Mapping[str, Any] | None = None, **options: Any) -> 
         raise PlateError("data", f"the model cannot run on this data: {type(exc).__name__}: {exc}") from exc
     if not x.sites:
         raise PlateError("model", "has no sample sites to draw")
+    plate_index = {**default_indices(list(x.plates), plate_index), **plate_index}
     G = _model_graph(x, spec, kwargs, labels, plate_index)
     G = fold_chains(G, {n for n, site in x.sites.items() if site.markov}, lambda n: _label(n, labels),
                     lambda p: index_letter(p, plate_index))

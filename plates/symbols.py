@@ -35,6 +35,24 @@ def index_letter(plate: str, overrides: dict | None = None) -> str:
     return DEFAULT_INDEX.get(plate, plate.lower())
 
 
+def default_indices(plates: list[str], given: dict | None = None) -> dict[str, str]:
+    """One index letter per plate a program names with a word (``sequences``, ``features``): its first
+    letter, or the next free one of i, j, k, ... when another plate has it, so that the diagram reads
+    ``s = 1..sequences (sequences = 4)`` and ``x_{s,t}``, as a textbook writes, not ``x_{sequences,t}``.
+    Plates with a given or a standard letter (``N -> i``) keep theirs; t is kept for time (a sequence's
+    plate, `plates.markov`)."""
+    given = dict(given or {})
+    taken = {given.get(p) or DEFAULT_INDEX.get(p) for p in plates if p in given or p in DEFAULT_INDEX} | {"t"}
+    out = {}
+    for p in plates:
+        if p in given or p in DEFAULT_INDEX or len(p) == 1 or not p[0].isalpha():
+            continue
+        letter = next((c for c in (p[0].lower(), *"ijklmnpqrsuvw") if c not in taken), p.lower())
+        taken.add(letter)
+        out[p] = letter
+    return out
+
+
 def canonical(label: str) -> str:
     """A label in its spelled-out form: ``"μ_k" -> "mu_k"``, ``"\\sigma" -> "sigma"``."""
     label = str(label).strip().strip("$")

@@ -194,10 +194,10 @@ def test_horseshoe_in_the_style_of_sparse_regression_draws_its_plates(tmp_path):
     assert set(G.edges) == {("sigma", "tau"), ("tau", "beta"), ("lambda", "beta"), ("beta", "y"), ("sigma", "y"),
                             ("X", "y")}
     assert g.factorization() == ("p(y, sigma, tau, lambda, beta | X) = p(sigma) p(tau | sigma) "
-                                 "prod_data p(y_data | sigma, beta, X_data) "
-                                 "prod_features p(lambda_features) p(beta_features | tau, lambda_features)")
+                                 "prod_d p(y_d | sigma, beta, X_d) "
+                                 "prod_f p(lambda_f) p(beta_f | tau, lambda_f)")  # a plate named by a word: its letter
     dot = g.to_dot()
-    assert "features = 1..features (features = 10)" in dot.replace("&#160;", " ").replace("<I>", "").replace("</I>", "")
+    assert "f = 1..features (features = 10)" in dot.replace("&#160;", " ").replace("<I>", "").replace("</I>", "")
     if plates.dot_program():
         assert g.render(tmp_path / "horseshoe.svg").read_text().startswith("<?xml")
 
