@@ -444,6 +444,10 @@ class Posterior:
         local = set(self.structure.local) | self._local_discrete()
         return [k for k in self.samples if k in local]
 
+    def site_sizes(self, names: list[str]) -> str:
+        """Sites with their number of values per draw, for a line of text: ``z (11,504 values)``."""
+        return ", ".join(f"{k} ({np.size(self.samples[k][0, 0]):,} values)" for k in names)
+
     def _local_discrete(self) -> set[str]:
         if self.structure is None:
             return set()
@@ -504,8 +508,7 @@ class Posterior:
             with pd.option_context("display.width", 120, "display.max_columns", 20):
                 lines.append(table.to_string(na_rep=""))
         if local:
-            sizes = ", ".join(f"{k} ({np.size(self.samples[k][0, 0]):,} values)" for k in local)
-            lines.append(f"local latent sites, one value per data point, not shown: {sizes}; "
+            lines.append(f"local latent sites, one value per data point, not shown: {self.site_sizes(local)}; "
                          "summary(var_names=[...]) or `ppl fit --all-sites` prints them")
         problems = self.problems()
         lines += [f"WARNING: {p}" for p in problems] or ["diagnostics: no problems found"]

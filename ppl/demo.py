@@ -20,13 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from inference.fast import one_thread
 
 from .rundir import run_directory
-from .report import ModelReport, describe_data, inline_svg, page
+from .report import ModelReport, describe_data, inline_svg, page, row_site
 
 QUICK: dict[str, dict[str, Any]] = {
     # four chains, as R-hat wants (the fast backend advances them as one batch, at little more than one's cost)
@@ -139,9 +138,8 @@ def fit_one(name: str, out: Path, progress: bool = False) -> ModelReport:
         local = post.local_sites()  # one value per data point: summary.csv has them, the page the global sites
         report.summary = summary
         if local:
-            shown = [k for k in post.samples if k not in local]
-            report.summary = post.summary(shown, round_to="none") if shown else None
-            report.local_sites = ", ".join(f"{k} ({np.size(post.samples[k][0, 0]):,} values)" for k in local)
+            report.summary = summary[[row_site(i) not in local for i in summary.index]]
+            report.local_sites = post.site_sizes(local)
         report.exact = post.exact
         if "num_steps" in spec.demo and post.convergence is not None and post.convergence.stopped_by == "budget":
             report.notes.append(f"the demo gives {name} a quick look ({spec.demo['num_steps']} steps), so the warning "

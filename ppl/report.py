@@ -116,8 +116,12 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _site(row_name: Any) -> str:
-    return str(row_name).split("[", 1)[0]
+def row_site(row_name: Any) -> str:
+    """The site a summary row belongs to: ``W[0, 1]`` -> W, a state's row ``P(z[0, 1]=yes)`` -> z."""
+    text = str(row_name)
+    if text.startswith("P(") and text.endswith(")") and "=" in text:
+        text = text[2:].split("=", 1)[0]
+    return text.split("[", 1)[0]
 
 
 def summary_table(summary: pd.DataFrame | None) -> str:
@@ -127,13 +131,6 @@ def summary_table(summary: pd.DataFrame | None) -> str:
     if summary is None or summary.empty:
         return "<p class='muted'>no summary (the posterior has no draws to summarise)</p>"
     summary = summary.dropna(axis=1, how="all")
-
-    def row_site(row_name: Any) -> str:  # a state's row "P(z[0, 1]=yes)" belongs to site z
-        text = str(row_name)
-        if text.startswith("P(") and text.endswith(")") and "=" in text:
-            text = text[2:].split("=", 1)[0]
-        return _site(text)
-
     sites = pd.Series([row_site(i) for i in summary.index], index=summary.index)
     rank = sites.groupby(sites).cumcount()
     size = sites.map(sites.value_counts())

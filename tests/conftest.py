@@ -52,3 +52,25 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(old)
+
+
+def pgmpy_sprinkler():
+    """The sprinkler network typed into pgmpy by hand, independently of the suite's BIF file: an oracle for
+    the Bayesian-network tests (skips when pgmpy is missing)."""
+    pytest.importorskip("pgmpy")
+    from pgmpy.factors.discrete import TabularCPD
+    from pgmpy.models import DiscreteBayesianNetwork
+
+    yn = ["yes", "no"]
+    model = DiscreteBayesianNetwork([("cloudy", "sprinkler"), ("cloudy", "rain"), ("sprinkler", "wet_grass"),
+                                     ("rain", "wet_grass")])
+    model.add_cpds(
+        TabularCPD("cloudy", 2, [[0.5], [0.5]], state_names={"cloudy": yn}),
+        TabularCPD("sprinkler", 2, [[0.1, 0.5], [0.9, 0.5]], ["cloudy"], [2],
+                   state_names={"sprinkler": yn, "cloudy": yn}),
+        TabularCPD("rain", 2, [[0.8, 0.2], [0.2, 0.8]], ["cloudy"], [2], state_names={"rain": yn, "cloudy": yn}),
+        TabularCPD("wet_grass", 2, [[0.99, 0.9, 0.9, 0.0], [0.01, 0.1, 0.1, 1.0]], ["sprinkler", "rain"], [2, 2],
+                   state_names={"wet_grass": yn, "sprinkler": yn, "rain": yn}),
+    )
+    assert model.check_model()
+    return model

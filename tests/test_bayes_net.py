@@ -15,6 +15,7 @@ from pyro.infer import TraceEnum_ELBO, config_enumerate
 from pyro.infer.inspect import get_dependencies
 
 import ppl_models
+from conftest import pgmpy_sprinkler
 from ppl_models import DataError
 from ppl_models import bayes_net as bn
 from ppl_models.bayes_net import BayesNet, load, parse_bif, parse_evidence, read_bif, to_bif
@@ -114,32 +115,11 @@ def test_exact_marginals_equal_brute_force(name, evidence):
     assert_marginals_close(net.query(None, evidence), brute_marginals(net, evidence))
 
 
-def _pgmpy_sprinkler():
-    """The sprinkler built by hand in pgmpy, independently of our BIF file."""
-    pytest.importorskip("pgmpy")
-    from pgmpy.factors.discrete import TabularCPD
-    from pgmpy.models import DiscreteBayesianNetwork
-
-    yn = ["yes", "no"]
-    model = DiscreteBayesianNetwork([("cloudy", "sprinkler"), ("cloudy", "rain"), ("sprinkler", "wet_grass"),
-                                     ("rain", "wet_grass")])
-    model.add_cpds(
-        TabularCPD("cloudy", 2, [[0.5], [0.5]], state_names={"cloudy": yn}),
-        TabularCPD("sprinkler", 2, [[0.1, 0.5], [0.9, 0.5]], ["cloudy"], [2],
-                   state_names={"sprinkler": yn, "cloudy": yn}),
-        TabularCPD("rain", 2, [[0.8, 0.2], [0.2, 0.8]], ["cloudy"], [2], state_names={"rain": yn, "cloudy": yn}),
-        TabularCPD("wet_grass", 2, [[0.99, 0.9, 0.9, 0.0], [0.01, 0.1, 0.1, 1.0]], ["sprinkler", "rain"], [2, 2],
-                   state_names={"wet_grass": yn, "sprinkler": yn, "rain": yn}),
-    )
-    assert model.check_model()
-    return model
-
-
 @pytest.mark.parametrize("evidence", SPRINKLER_EVIDENCE)
 def test_sprinkler_equals_pgmpy_variable_elimination(evidence):
     net = load("sprinkler")
     hidden = [v for v in net.order if v not in evidence]
-    assert_marginals_close(net.query(hidden, evidence), pgmpy_marginals(_pgmpy_sprinkler(), hidden, evidence))
+    assert_marginals_close(net.query(hidden, evidence), pgmpy_marginals(pgmpy_sprinkler(), hidden, evidence))
 
 
 @pytest.mark.parametrize("evidence", ASIA_EVIDENCE)

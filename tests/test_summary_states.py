@@ -20,6 +20,7 @@ import pytest
 import torch
 from pyro.infer import TraceEnum_ELBO, config_enumerate
 
+from conftest import pgmpy_sprinkler
 from inference import fit
 from inference.errors import ModelError
 
@@ -40,26 +41,6 @@ def pgmpy_asia():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return get_example_model("asia")
-
-
-def pgmpy_sprinkler():
-    """The sprinkler typed in by hand (as in tests/test_bayes_net.py), independently of our BIF file."""
-    pytest.importorskip("pgmpy")
-    from pgmpy.factors.discrete import TabularCPD
-    from pgmpy.models import DiscreteBayesianNetwork
-
-    yn = ["yes", "no"]
-    model = DiscreteBayesianNetwork([("cloudy", "sprinkler"), ("cloudy", "rain"), ("sprinkler", "wet_grass"),
-                                     ("rain", "wet_grass")])
-    model.add_cpds(
-        TabularCPD("cloudy", 2, [[0.5], [0.5]], state_names={"cloudy": yn}),
-        TabularCPD("sprinkler", 2, [[0.1, 0.5], [0.9, 0.5]], ["cloudy"], [2],
-                   state_names={"sprinkler": yn, "cloudy": yn}),
-        TabularCPD("rain", 2, [[0.8, 0.2], [0.2, 0.8]], ["cloudy"], [2], state_names={"rain": yn, "cloudy": yn}),
-        TabularCPD("wet_grass", 2, [[0.99, 0.9, 0.9, 0.0], [0.01, 0.1, 0.1, 1.0]], ["sprinkler", "rain"], [2, 2],
-                   state_names={"wet_grass": yn, "sprinkler": yn, "rain": yn}),
-    )
-    return model
 
 
 def assert_probability(table, row: str, truth: float) -> None:
