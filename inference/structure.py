@@ -237,8 +237,9 @@ def _site_dims(name: str, site: dict, plates: dict[str, int] | None = None,
 
     - a batch axis inside a plate takes the plate's name;
     - any other axis (a batch axis outside every plate, an event axis) takes the name of the plate of its
-      size when the model has exactly one plate of that size (not already an axis of this site, nor the
-      name of a site): a Dirichlet's K weights beside a plate K are indexed by K;
+      size when `plates` has exactly one of that size (the caller leaves the data plates out) and it is not
+      already an axis of this site nor the name of a site: a Dirichlet's K weights beside a plate K are
+      indexed by K, a D-vector of coefficients is not by the N rows;
     - else ``<name>_batch`` / ``<name>_event``, numbered ``_0``, ``_1``, ... by position among the site's
       batch (or event) axes when it has several unnamed ones.
 
@@ -341,7 +342,9 @@ def inspect_model(model: Callable, data: dict) -> ModelStructure:
         else:
             global_.append(name)
     sites = {name: site for name, site in trace.nodes.items() if site["type"] == "sample" and not site_is_subsample(site)}
-    plates = _plate_sizes(trace)
+    # an axis outside every plate may borrow the name of a plate of its size, but not a data plate's: the
+    # K weights of a Dirichlet are indexed by the K components, a D-vector of coefficients is not by N rows
+    plates = {p: size for p, size in _plate_sizes(trace).items() if p not in data_plates}
     dims = {name: _site_dims(name, site, plates, set(sites)) for name, site in sites.items()}
     states = {}
     for name, site in sites.items():

@@ -146,3 +146,16 @@ def test_netcdf_round_trip_keeps_the_names(tmp_path):
     assert back.posterior["weights"].dims[2:] == ("K",)
     assert not placeholders(back)
     assert np.allclose(back.posterior["weights"].values, post.samples["weights"])
+
+
+def test_a_vector_is_not_named_after_a_data_plate_of_the_same_size():
+    """coef (D,) beside a data plate N of the same size is not indexed by N: borrowing a plate's name for an
+    axis outside it is for plates of the model's own structure (K components), not for data points."""
+
+    def regression(X, y):
+        coef = pyro.sample("coef", dist.Normal(0.0, 1.0).expand([X.shape[1]]).to_event(1))
+        with pyro.plate("N", X.shape[0]):
+            pyro.sample("y", dist.Normal(X @ coef, 1.0), obs=y)
+
+    structure = inspect_model(regression, {"X": torch.randn(5, 5), "y": torch.randn(5)})
+    assert structure.dims["coef"] == ["coef_event"] and structure.dims["y"] == ["N"]
