@@ -90,7 +90,7 @@ def speed_vae() -> tuple[float, float]:
     data = {"x": x, "batch_size": 128}
     pyro_ms = timed(pyro_step(vae.vae, vae.vae_guide, data))
     torch.manual_seed(0)
-    enc, dec = vae._Encoder(64, (256,), 8, "mlp"), vae._Decoder(64, (256,), 8, "mlp")
+    enc, dec = vae.Encoder(64, (256,), 8, "mlp"), vae.Decoder(64, (256,), 8, "mlp")
     n = len(x)
 
     def loss():
@@ -109,7 +109,7 @@ def speed_graph_vae() -> tuple[float, float]:
     torch.manual_seed(0)
     adjacency, features = data["adjacency"], data["features"]
     g, m, f = features.shape
-    enc, dec = gv._Encoder(f, 128, 8), gv._Decoder(m, f, 128, 8)
+    enc, dec = gv.Encoder(f, 128, 8), gv.Decoder(m, f, 128, 8)
 
     def loss():
         idx = torch.randperm(g)[:32]
@@ -118,7 +118,7 @@ def speed_graph_vae() -> tuple[float, float]:
         z = loc + scale * torch.randn_like(loc)
         type_logits, emb = dec.nodes(z)
         perm = gv.match(dec, type_logits, emb, x, a)
-        type_logits, emb = gv._gather_slots(type_logits, perm), gv._gather_slots(emb, perm)
+        type_logits, emb = gv.gather_slots(type_logits, perm), gv.gather_slots(emb, perm)
         types = gv.with_empty(x)
         ll_x = (types * type_logits.log_softmax(-1)).sum((-1, -2))
         logits = dec.edges(emb, types)
@@ -137,15 +137,15 @@ def speed_vgae() -> tuple[float, float]:
     torch.manual_seed(0)
     n, e = features.shape[0], len(edges)
     non_edges = n * (n - 1) / 2 - e
-    gcn = vgae._GCN(features.shape[1], 32, 16)
+    gcn = vgae.GCN(features.shape[1], 32, 16)
 
     def loss():
         a_hat = vgae.normalized_adjacency(edges, n)
         loc, scale = gcn(features, a_hat)
         z = loc + scale * torch.randn_like(loc)
         neg = vgae.sample_non_edges(edges, n, e)
-        pos_ll = nn.functional.logsigmoid(vgae._inner(z, edges)).sum() * (non_edges / e)
-        neg_ll = nn.functional.logsigmoid(-vgae._inner(z, neg)).sum() * (non_edges / e)
+        pos_ll = nn.functional.logsigmoid(vgae.pair_logits(z, edges)).sum() * (non_edges / e)
+        neg_ll = nn.functional.logsigmoid(-vgae.pair_logits(z, neg)).sum() * (non_edges / e)
         return -(pos_ll + neg_ll - normal_kl(loc, scale).sum())
     torch_ms = timed(torch_step(gcn.parameters(), loss), steps=100)
     return pyro_ms, torch_ms

@@ -17,7 +17,7 @@ import torch
 from pyro import poutine
 from pyro.util import get_rng_state, set_rng_state
 
-from ppl_models.data import DataError, plain_data, show_value
+from ppl_models.data import plain_data, show_value
 from ppl_models.registry import resolve
 
 from .errors import InputError
@@ -144,13 +144,11 @@ def fit(model: Any, data: dict | None = None, method: str | None = None, seed: i
 
     Raises:
         KeyError: unknown model name (the message lists the known names).
-        ppl_models.DataError / InputError: bad data or options, naming the field and the problem.
+        InputError: bad data or options, naming the field and the problem (`ppl_models.DataError`, a
+            subclass, for the model's own data fields and options).
         inference.errors.ModelError: the model's or guide's own code raised (a bug in the program).
     """
-    try:
-        spec, fn, name = resolve(model)
-    except DataError as exc:  # not a model at all: this package's own error type
-        raise InputError(exc.field, exc.problem) from None
+    spec, fn, name = resolve(model)  # not a model at all: a DataError, which is an InputError
     if method is None:
         method = spec.default_method if spec is not None else "nuts"
     if not isinstance(method, str) or method not in METHODS:

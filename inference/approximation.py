@@ -14,7 +14,7 @@ k reads:
 The density p(x, z) is the suite's own batched potential (`inference.fast.Potential`): the program as
 written, enumerated discrete sites summed out exactly, evaluated in the unconstrained space, vectorised
 over the draws where the program allows it (one trace per draw otherwise). The smoothing and k come from
-ArviZ (`az.psislw`). Pyro's `psis_diagnostic` computes the same k, but replays the model under the
+ArviZ (`az.psislw` in 0.x, arviz-stats' `psislw` in 1.x: `arviz_compat.psislw`). Pyro's `psis_diagnostic` computes the same k, but replays the model under the
 guide's trace, so enumerated discrete sites are drawn from their prior instead of being summed out, and
 it returns k alone, without the smoothed weights a reweighting needs.
 
@@ -41,11 +41,11 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable
 
-import arviz as az
 import numpy as np
 import torch
 from pyro import poutine
 
+from . import arviz_compat as azc
 from .fast import NotBatchable, Potential
 from .structure import ModelStructure, full_size_plates
 from .warm_start import laplace
@@ -158,7 +158,7 @@ def _pareto(log_ratios: np.ndarray) -> tuple[np.ndarray, float]:
     ratios = ratios - ratios[finite].max()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ArviZ warns for k > 0.7, which the result says in words
-        smoothed, k = az.psislw(ratios)
+        smoothed, k = azc.psislw(ratios)
     smoothed = np.asarray(smoothed, dtype=float)
     if np.isnan(smoothed).any() or not math.isfinite(float(k)):
         return smoothed, math.nan

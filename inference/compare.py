@@ -27,13 +27,12 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
 
-from ppl_models.data import DataError
 from ppl_models.registry import resolve
 
+from . import arviz_compat as azc
 from .errors import InputError
 from .options import METHODS
 
@@ -121,10 +120,10 @@ def _loo(post: Any) -> tuple[float, float]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             idata = post.to_arviz(prior=False, predictive=False)
-            if "log_likelihood" not in idata.groups():
+            if not azc.has_group(idata, "log_likelihood"):
                 return math.nan, math.nan
-            loo = az.loo(idata)
-        return float(loo["elpd_loo"]), float(loo["se"])
+            loo = azc.loo(idata)
+        return loo.elpd, loo.se
     except Exception:  # noqa: BLE001 (a model whose pointwise log-likelihood ArviZ cannot read: no elpd)
         return math.nan, math.nan
 
@@ -159,7 +158,7 @@ def compare(model: Any, data: dict | None = None, methods: tuple[str, ...] | lis
         start = time.perf_counter()
         try:
             post = fit(model, data, method=method, seed=seed, progress=progress, **options.get(method, {}))
-        except (InputError, DataError):
+        except InputError:
             raise  # bad input is the caller's to fix, for every method alike
         except Exception as exc:  # noqa: BLE001 (a method that fails is one row; the others go on)
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,15 +1,11 @@
-"""The one error type the engines raise for bad input (as opposed to bugs)."""
+"""The engines' errors: `InputError` for bad input (the suite's one type, defined in `ppl_models.errors`) and
+`ModelError` for a program's own bug."""
 
 from __future__ import annotations
 
+from ppl_models.errors import InputError
 
-class InputError(ValueError):
-    """Bad input to `fit`: `field` names the argument or data field, `problem` says what is wrong."""
-
-    def __init__(self, field: str, problem: str):
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{field}: {problem}")
+__all__ = ["InputError", "ModelError"]
 
 
 class ModelError(RuntimeError):

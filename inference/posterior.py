@@ -1,4 +1,5 @@
-"""`Posterior`: the result of every engine, and its conversion to ArviZ `InferenceData`.
+"""`Posterior`: the result of every engine, and its conversion to ArviZ (`InferenceData` under ArviZ 0.x,
+`xarray.DataTree` under 1.x: `inference.arviz_compat` knows which).
 
 Every method hands back draws shaped (chain, draw, ...): MCMC has chains and draws, SVI one chain of
 draws from the guide, MAP/MLE one chain of one draw (the estimate). So `az.summary`, `az.loo`,
@@ -24,12 +25,12 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import pyro
 import xarray as xr
 
+from . import arviz_compat as azc
 from . import predictive as pred
 from .approximation import Approximation
 from .convergence import Convergence
@@ -124,7 +125,7 @@ class Posterior:
     guide: Any = field(default=None, repr=False)
     param_state: dict | None = field(default=None, repr=False)
     pointwise: bool | str = "auto"
-    _idata: az.InferenceData | None = field(default=None, repr=False)
+    _idata: Any = field(default=None, repr=False)  # the ArviZ result (azc.Native) of to_arviz()
     _idata_pointwise: bool | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -167,6 +168,16 @@ class Posterior:
         always stays the method that was asked for)."""
         return "exact enumeration" if self.exact else self.method
 
+    def replace_samples(self, samples: dict[str, np.ndarray], note: str) -> None:
+        """Put `samples` (same sites and shapes) in place of the draws, say why in `notes`, and forget the
+        ArviZ conversion made from the old ones (e.g. a mixture's draws relabelled into one canonical form)."""
+        missing = set(self.samples) - set(samples)
+        if missing:
+            raise InputError("samples", f"lacks the sites {', '.join(sorted(missing))}")
+        self.samples = dict(samples)
+        self._idata = self._idata_pointwise = None
+        self.notes.append(note)
+
     def mean(self, site: str) -> np.ndarray:
         """Posterior mean of one site over chains and draws."""
         return self.samples[site].mean(axis=(0, 1))
@@ -204,7 +215,7 @@ class Posterior:
         for k, v in data.items():
             if k in self.structure.dims:
                 shapes[k] = np.shape(v)[lead:]
-                out[k] = self.structure.dims_for(k, len(shapes[k]), log_prob=group == "log_likelihood")
+                out[k] = self.structure.dims_for(k, len(shapes[k]), log_prob=group in _LOG_DENSITY_GROUPS)
                 for dim, size in zip(out[k], shapes[k]):
                     sizes[dim] = max(sizes.get(dim, 0), size)
         for k, dims in out.items():
@@ -217,10 +228,10 @@ class Posterior:
         dims = self._group_dims(group, data)
         if group == "observed_data":  # (ArviZ would give a scalar observation an axis of length 1)
             ds = xr.Dataset({k: (dims.get(k) or [f"{k}_extra_{i}" for i in range(np.ndim(v))], np.asarray(v))
-                             for k, v in data.items()}, attrs=az.data.base.make_attrs())
+                             for k, v in data.items()}, attrs=azc.make_attrs())
         else:
-            ds = az.dict_to_dataset(data, dims=dims, skip_event_dims=group == "log_likelihood")
-        if group == "log_likelihood" or self.structure is None:
+            ds = azc.dict_to_dataset(data, dims=dims, skip_event_dims=group in _LOG_DENSITY_GROUPS)
+        if group in _LOG_DENSITY_GROUPS or self.structure is None:
             return ds
         for name, states in self.structure.states.items():
             if name in ds.data_vars and f"{name}_state" not in ds.dims:
@@ -231,10 +242,13 @@ class Posterior:
         return ds
 
     def to_arviz(self, prior: bool = True, predictive: bool = True,
-                 pointwise: bool | str | None = None) -> az.InferenceData:
-        """InferenceData with groups posterior, sample_stats (MCMC), log_likelihood, posterior_predictive,
-        observed_data, prior and prior_predictive (``prior=False`` skips the last two, ``predictive=False``
-        the posterior predictive); the optimisation loss of SVI/MAP/MLE goes in an extra ``loss`` group.
+                 pointwise: bool | str | None = None) -> azc.Native:
+        """The installed ArviZ's own result (``InferenceData`` under 0.x, ``xarray.DataTree`` under 1.x) with
+        groups posterior, sample_stats (MCMC), log_likelihood, log_prior (MCMC: the prior density of each
+        parameter at each draw, for power-scaling prior sensitivity), posterior_predictive, observed_data,
+        prior and prior_predictive (``prior=False`` skips the last two, ``predictive=False`` the posterior
+        predictive); the optimisation loss of SVI/MAP/MLE goes in an extra ``loss`` group and the PSIS
+        diagnostic of a variational or Laplace approximation in ``approximation``.
 
         ``pointwise`` (None: the Posterior's own setting, see `wants_pointwise`) decides whether the
         per-observation groups, log_likelihood, posterior_predictive and prior_predictive, are computed;
@@ -254,19 +268,17 @@ class Posterior:
         if s is not None and self.model is not None and self.samples:
             with _param_store(self.param_state):
                 self._evaluate(groups, notes, prior, predictive, keep)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            datasets = {g: self._dataset(g, data) for g, data in groups.items() if g != "sample_stats"}
-            if "sample_stats" in groups:
-                datasets["sample_stats"] = az.dict_to_dataset(groups["sample_stats"])
-            idata = az.InferenceData(**datasets, attrs={
+        with _understood_arviz_warnings():
+            datasets = {g: (azc.dict_to_dataset(data) if g == "sample_stats" else self._dataset(g, data))
+                        for g, data in groups.items()}
+            if self.loss is not None and len(self.loss):
+                datasets["loss"] = self._loss_group()
+            if self.approximation is not None:
+                datasets["approximation"] = self._approximation_group()
+            idata = azc.from_datasets(datasets, attrs={
                 "inference_library": "pyro", "method": self.method, "engine": self.engine,
                 "exact": int(self.exact), "model": self.model_name or "", "notes": "; ".join(notes),
                 "settings": repr(self.settings)})
-            if self.loss is not None and len(self.loss):
-                idata.add_groups({"loss": self._loss_group()})
-            if self.approximation is not None:
-                idata.add_groups({"approximation": self._approximation_group()})
         if prior and predictive:
             self._idata, self._idata_pointwise = idata, keep
         return idata
@@ -301,6 +313,10 @@ class Posterior:
                 notes.append(note)
             if loglik:
                 groups["log_likelihood"] = loglik
+            if self.method in ("nuts", "hmc") and not self.exact:  # (same cost as the log-likelihood: with it)
+                logprior = pred.log_prior(self.model, self.data, s, self.samples)
+                if logprior:
+                    groups["log_prior"] = logprior
             if predictive:
                 groups["posterior_predictive"] = pred.predictive(self.model, self.data, s, self.samples)
         groups["observed_data"] = pred.observed_data(s)
@@ -310,14 +326,13 @@ class Posterior:
             if pointwise:
                 groups["prior_predictive"] = prior_pred
 
-    def _posterior_idata(self) -> az.InferenceData:
+    def _posterior_idata(self) -> azc.Native:
         """The posterior (and MCMC sample_stats) alone: what `summary` reads, without evaluating the model."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            datasets = {"posterior": az.dict_to_dataset(self.samples, dims=self._group_dims("posterior", self.samples))}
+        with _understood_arviz_warnings():
+            datasets = {"posterior": azc.dict_to_dataset(self.samples, dims=self._group_dims("posterior", self.samples))}
             if self.sample_stats:
-                datasets["sample_stats"] = az.dict_to_dataset(self.sample_stats)
-            return az.InferenceData(**datasets)
+                datasets["sample_stats"] = azc.dict_to_dataset(self.sample_stats)
+            return azc.from_datasets(datasets)
 
     def to_netcdf(self, path, pointwise: bool | str | None = None) -> str:
         """Write `to_arviz(pointwise=pointwise)` to `path` (ArviZ netCDF) and return the path written.
@@ -327,8 +342,8 @@ class Posterior:
         1.7 s for a file 11 % larger).
         """
         idata = self.to_arviz(pointwise=pointwise)
-        values = sum(int(v.size) for g in idata.groups() for v in idata[g].data_vars.values())
-        return idata.to_netcdf(str(path), compress=values <= COMPRESS_LIMIT)
+        values = sum(int(v.size) for g in azc.groups(idata) for v in azc.group(idata, g).data_vars.values())
+        return azc.to_netcdf(idata, str(path), compress=values <= COMPRESS_LIMIT)
 
     # ---- prediction --------------------------------------------------------------------------------
     def predict(self, data: dict | None = None, sites: list[str] | None = None) -> dict[str, np.ndarray]:
@@ -355,7 +370,9 @@ class Posterior:
 
     # ---- diagnostics -------------------------------------------------------------------------------
     def summary(self, var_names: list[str] | None = None, **kwargs) -> pd.DataFrame:
-        """`az.summary` of the posterior (point estimates for MAP/MLE: no spread, no R-hat).
+        """`az.summary` of the posterior (point estimates for MAP/MLE: no spread, no R-hat), the same table
+        under ArviZ 0.x and 1.x (`arviz_compat.summary`: columns mean, sd, hdi_3%, hdi_97%, mcse_mean,
+        mcse_sd, ess_bulk, ess_tail, r_hat; keyword arguments kind, round_to, hdi_prob, filter_vars, coords).
 
         A discrete latent site of small finite support (`state_sites`) has one row per state instead of
         one for its values: ``P(rain=yes)``, ``P(rain=no)`` (``P(z[0, 1]=2)`` for an element of a vector
@@ -366,13 +383,12 @@ class Posterior:
         if var_names is None:
             var_names = [k for k in self.samples if k not in self._local_discrete()]
         states = self.state_sites()
-        with warnings.catch_warnings(), _without_arviz_shape_log():
-            warnings.simplefilter("ignore")
+        with _understood_arviz_warnings(summary=True), _without_arviz_shape_log():
             if self.method in ("map", "mle"):
                 kwargs.setdefault("kind", "stats")
             names = self._summary_names(idata, var_names, kwargs) if states else None
             if names is None or not any(n in states for n in names):
-                return az.summary(idata, var_names=var_names, **kwargs)
+                return azc.summary(idata, var_names=var_names, **kwargs)
             kwargs.pop("filter_vars", None)
             frames, plain = [], []
             for name in names + [None]:  # consecutive plain sites in one call, in the order asked for
@@ -380,11 +396,38 @@ class Posterior:
                     plain.append(name)
                     continue
                 if plain:
-                    frames.append(az.summary(idata, var_names=plain, **kwargs))
+                    frames.append(azc.summary(idata, var_names=plain, **kwargs))
                     plain = []
                 if name is not None:
                     frames.append(self._state_summary(name, *states[name], **kwargs))
             return pd.concat(frames)
+
+    def prior_sensitivity(self) -> pd.DataFrame | None:
+        """Power-scaling prior sensitivity (Kallioinen et al. 2024) of each global parameter, by ArviZ
+        (`arviz_compat.prior_sensitivity`): columns ``prior`` and ``likelihood`` (the cumulative
+        Jensen-Shannon distance of the posterior when either is raised to a power near 1) and priorsense's
+        ``diagnosis`` (threshold 0.05). None where there is no ``log_prior`` group: methods other than NUTS
+        and HMC, draws by exact enumeration, or the pointwise groups left out."""
+        idata = self.to_arviz()
+        if not azc.has_group(idata, "log_prior"):
+            return None
+        names = [k for k in self.samples if k not in self.local_sites() and k in self.structure.continuous]
+        return azc.prior_sensitivity(idata, var_names=names or None)
+
+    def sensitivity_note(self, table: pd.DataFrame | None = None) -> str | None:
+        """One line naming the prior-sensitive parameters (or saying there are none), None where
+        `prior_sensitivity` does not apply."""
+        table = self.prior_sensitivity() if table is None else table
+        if table is None:
+            return None
+        flagged = azc.sensitive_parameters(table)
+        if not flagged:
+            return ("prior sensitivity (power-scaling): no parameter is prior-sensitive "
+                    f"(CJS distance < {azc.SENSITIVITY_THRESHOLD})")
+        shown = [f"{n} ({table.loc[n, 'diagnosis'].replace('potential ', '')})" for n in flagged[:6]]
+        more = f" and {len(flagged) - 6} more" if len(flagged) > 6 else ""
+        return (f"prior sensitivity (power-scaling, CJS distance >= {azc.SENSITIVITY_THRESHOLD}): "
+                f"{', '.join(shown)}{more}")
 
     def state_sites(self) -> dict[str, tuple[list[str], list]]:
         """site -> (state labels, values) for each latent site summarised per state: a scalar discrete site
@@ -409,17 +452,12 @@ class Posterior:
         return out
 
     @staticmethod
-    def _summary_names(idata: az.InferenceData, var_names: Any, kwargs: dict) -> list[str] | None:
+    def _summary_names(idata: azc.Native, var_names: Any, kwargs: dict) -> list[str] | None:
         """The sites `var_names` selects (ArviZ's rules: ``~name``, ``filter_vars``), or None where the
-        per-state rows do not apply (a format other than ArviZ's wide table, a coordinate selection)."""
-        if kwargs.get("fmt", "wide") != "wide" or "coords" in kwargs:
+        per-state rows do not apply (a coordinate selection)."""
+        if "coords" in kwargs:
             return None
-        if isinstance(var_names, str):
-            var_names = [var_names]
-        try:
-            return list(az.utils._var_names(var_names, idata.posterior, kwargs.get("filter_vars")))
-        except (AttributeError, TypeError):  # (a later ArviZ): ArviZ's own summary reads var_names
-            return None
+        return azc.select_names(idata, var_names, kwargs.get("filter_vars"))
 
     def _state_summary(self, name: str, labels: list[str], values: list, **kwargs) -> pd.DataFrame:
         """One row per state (and element) of a discrete site: the summary of its indicator draws."""
@@ -431,7 +469,7 @@ class Posterior:
             x = draws[(slice(None), slice(None)) + index]
             for label, value in zip(labels, values):
                 indicators[f"P({name}{where}={label})"] = (x == value).astype(float)
-        table = az.summary(az.InferenceData(posterior=az.dict_to_dataset(indicators)), **kwargs)
+        table = azc.summary(azc.from_datasets({"posterior": azc.dict_to_dataset(indicators)}), **kwargs)
         blank = [c for c in table.columns if c not in STATE_COLUMNS]
         table[blank] = np.nan
         return table
@@ -522,6 +560,32 @@ def _value_label(value: Any) -> str:
     return str(value)
 
 
+# The warnings ArviZ (and NumPy inside it) gives on the suite's own, well-formed draws, each understood; they
+# are ignored only around the suite's calls into ArviZ (`_understood_arviz_warnings`), never process-wide, and
+# every other warning passes:
+# - "More chains (4) than draws (2)": ArviZ's guess that an array came transposed. The suite's draws are
+#   (chain, draw) by construction, so a short run (fewer draws than chains) is not.
+# - "Degrees of freedom <= 0 for slice" and "invalid value encountered in (scalar) divide", NumPy's
+#   RuntimeWarnings where a statistic of the summary has no value: the sd of a single draw (MAP, MLE), the
+#   R-hat and ESS of draws that never vary (the unit diagonal of a correlation matrix). The cell is NaN,
+#   which the report prints blank.
+_LOG_DENSITY_GROUPS = ("log_likelihood", "log_prior")  # one value per draw and site element, no event dims
+_MORE_CHAINS = r"More chains \(\d+\) than draws \(\d+\)"
+_NO_STATISTIC = r"(Degrees of freedom <= 0 for slice|invalid value encountered in (scalar )?divide)"
+
+
+@contextlib.contextmanager
+def _understood_arviz_warnings(summary: bool = False):
+    """Ignore the understood warnings above while the block converts draws (and, with `summary`, summarises
+    them); the process's warning filters are restored afterwards."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_MORE_CHAINS, category=UserWarning, module=r"arviz(_base|_stats)?\.")
+        if summary:
+            warnings.filterwarnings("ignore", message=_NO_STATISTIC, category=RuntimeWarning,
+                                    module=r"(numpy|arviz|arviz_base|arviz_stats)\.")
+        yield
+
+
 class _ShapeLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("Shape validation failed")
@@ -533,7 +597,7 @@ def _without_arviz_shape_log():
     (SVI's draws, a single NUTS chain), where R-hat needs two chains; the summary's r_hat is NaN there,
     which says the same, and the log line reads like an error. Other ArviZ messages pass. (ArviZ 0.x logs
     through its own `arviz._log`, a logger outside `logging`'s registry.)"""
-    logs = {logging.getLogger("arviz"), getattr(az, "_log", None)} - {None}
+    logs = {logging.getLogger("arviz"), logging.getLogger("arviz_stats"), getattr(azc.az, "_log", None)} - {None}
     quiet = _ShapeLogFilter()
     for log in logs:
         log.addFilter(quiet)

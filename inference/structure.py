@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sysconfig
+import threading
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -39,39 +40,48 @@ STATES = "states"  # the key of a site's ``infer`` dict that names the states of
 # Evaluating a mini-batch model on the whole data set: Pyro's plate refuses a subsample (here the full index
 # set) whose length differs from its `subsample_size`, so while `full_size_plates()` is active every plate
 # is opened without its subsample_size: it then takes all indices (or the conditioned full index set) at
-# scale 1. Outside the context, plates behave exactly as in Pyro.
-_FULL_SIZE = [0]
-_pyro_subsample = SubsampleMessenger._subsample
+# scale 1. Pyro's `SubsampleMessenger._subsample` is replaced only while the outermost such context is open
+# and put back when it closes, even on an error: importing the suite changes nothing in Pyro, and outside
+# the context plates behave exactly as in Pyro.
+_FULL_SIZE = [0]  # how many full_size_plates() contexts are open (they nest)
+_SAVED: list = []  # Pyro's own `_subsample` (the class attribute as it was) while the patch is in place
+_PATCH_LOCK = threading.Lock()
 
 
-def _subsample(name, size=None, subsample_size=None, subsample=None, use_cuda=None, device=None):
-    if _FULL_SIZE[0] and size is not None:
-        subsample_size = None
-    return _pyro_subsample(name, size, subsample_size, subsample, use_cuda, device)
+def _full_size(pyro_subsample: Callable) -> staticmethod:
+    """Pyro's `_subsample` with the subsample size dropped from every plate that has a size."""
+    def _subsample(name, size=None, subsample_size=None, subsample=None, use_cuda=None, device=None):
+        if size is not None:
+            subsample_size = None
+        return pyro_subsample(name, size, subsample_size, subsample, use_cuda, device)
 
-
-SubsampleMessenger._subsample = staticmethod(_subsample)
+    return staticmethod(_subsample)
 
 
 @contextlib.contextmanager
 def full_size_plates() -> Iterator[None]:
     """Within this context every subsampled plate runs at its full size (all indices, no rescaling)."""
-    _FULL_SIZE[0] += 1
+    with _PATCH_LOCK:
+        if _FULL_SIZE[0] == 0:
+            _SAVED.append(SubsampleMessenger.__dict__["_subsample"])
+            SubsampleMessenger._subsample = _full_size(SubsampleMessenger._subsample)
+        _FULL_SIZE[0] += 1
     try:
         yield
     finally:
-        _FULL_SIZE[0] -= 1
+        with _PATCH_LOCK:
+            _FULL_SIZE[0] -= 1
+            if _FULL_SIZE[0] == 0:
+                SubsampleMessenger._subsample = _SAVED.pop()
 
 
 def _reported_input_error(exc: BaseException) -> BaseException | None:
-    """A `DataError`/`InputError` the model raised, found behind Pyro's re-raising of it (Pyro's trace
+    """An `InputError` (a `DataError` included) the model raised, found behind Pyro's re-raising of it (Pyro's trace
     rebuilds a failing site's exception from its message, which these two-argument errors do not survive)."""
-    from ppl_models.data import DataError
-
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, (DataError, InputError)):
+        if isinstance(exc, InputError):
             return exc
         exc = exc.__cause__ or exc.__context__
     return None

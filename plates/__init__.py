@@ -24,11 +24,14 @@ draw overlapping plates (it raises), and knows nothing of guides. The textbook c
 overlay, the factorization and the independence queries all need a graph we own, so `plates` builds a
 networkx graph from the trace and writes DOT and TikZ from it itself.
 
-Errors: `PlateError` (bad option, node or data; ``field: problem`` on one line). When Graphviz ``dot``
+Errors: `PlateError` (bad option, node or data; ``field: problem`` on one line), a subclass of the suite's
+one `InputError` (a model's own data fields raise `ppl_models.DataError`, the other subclass). When Graphviz ``dot``
 is missing, `render(path)` still writes the DOT source (``path`` with suffix ``.dot``), returns the path
 it wrote and warns once with a one-line `GraphvizMissingWarning`; compare the returned suffix with the
 requested one. `to_tikz()` alone raises `GraphvizNotFound` (it needs dot's layout).
 """
+
+from ppl_models.errors import InputError
 
 from .build import graph
 from .errors import GraphvizMissingWarning, GraphvizNotFound, PlateError
@@ -36,5 +39,5 @@ from .plategraph import PlateGraph
 from .query import parse_query
 from .render import dot_program
 
-__all__ = ["graph", "PlateGraph", "PlateError", "GraphvizNotFound", "GraphvizMissingWarning", "parse_query",
+__all__ = ["graph", "PlateGraph", "PlateError", "InputError", "GraphvizNotFound", "GraphvizMissingWarning", "parse_query",
            "dot_program"]

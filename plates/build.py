@@ -21,13 +21,14 @@ from typing import Any, Callable, Mapping
 import networkx as nx
 import torch
 
-from ppl_models.data import DataError, plain_data
+from ppl_models.data import plain_data
 from ppl_models.registry import resolve
 
 from .errors import PlateError
 from .extract import DATA, HYPER, Extraction, extract, param_group
 from .markov import fold_chains
-from .plategraph import PlateGraph, distribution_text
+from .labels import distribution_text
+from .plategraph import PlateGraph
 from .symbols import canonical, default_indices, index_letter, number
 
 _OPTIONS = ("guide", "labels", "plate_index", "seed", "distributions")
@@ -62,16 +63,13 @@ def graph(model: Any, data: Mapping[str, Any] | None = None, **options: Any) -> 
 
     Raises:
         KeyError: unknown model name (the message lists the known ones).
-        ppl_models.DataError: data that do not fit a registered model.
+        ppl_models.DataError: data that do not fit a registered model, or `model` is not a model.
         PlateError: an unknown option, or a model that cannot run on the data.
     """
     for key in options:
         if key not in _OPTIONS:
             raise PlateError(key, f"is not an option of plates.graph; options are {', '.join(_OPTIONS)}")
-    try:
-        spec, fn, name = resolve(model)
-    except DataError as exc:  # not a model at all: this package's own error type
-        raise PlateError(exc.field, exc.problem) from None
+    spec, fn, name = resolve(model)  # not a model at all: a DataError (an InputError)
     seed = int(options.get("seed", 0))
     if spec is not None:
         kwargs = spec.validate(spec.default_data(seed=seed) if data is None else data)

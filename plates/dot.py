@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 import re
 
-from .plategraph import distribution_text, node_indices, plate_path, plate_rank, symbol
+from .labels import distribution_text, node_indices, plate_path, plate_rank, symbol
 from .symbols import html_label, number
 
 MARK = "drawn by ppl-suite"  # render() replaces an existing file only when it carries this

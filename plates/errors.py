@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+from ppl_models.errors import InputError
 
-class PlateError(ValueError):
-    """Bad input to `plates`: `field` names the argument, option or node; `problem` says what is wrong."""
 
-    def __init__(self, field: str, problem: str):
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{field}: {problem}")
+class PlateError(InputError):
+    """Bad input to `plates` (an `InputError`): `field` names the argument, option or node; `problem` says
+    what is wrong."""
 
 
 class GraphvizNotFound(RuntimeError):

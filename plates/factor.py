@@ -17,7 +17,7 @@ from __future__ import annotations
 import networkx as nx
 
 from .markov import is_split, step_text
-from .plategraph import node_indices, plate_path, plate_rank, symbol
+from .labels import node_indices, plate_path, plate_rank, symbol
 from .symbols import latex as latex_symbol
 
 

@@ -41,7 +41,7 @@ from typing import Callable, Iterator
 
 import networkx as nx
 
-from .plategraph import distribution_text
+from .labels import distribution_text
 
 _STEP_NAME = re.compile(r"^(?P<stem>.*[^\d_])(?P<sep>_?)(?P<step>\d+)$")
 _SITE_KINDS = ("latent", "observed", "deterministic")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from .dot import DIST_SUFFIX, _value_text
-from .plategraph import distribution_text, node_indices, plate_path, plate_rank, symbol
+from .labels import distribution_text, node_indices, plate_path, plate_rank, symbol
 from .render import run_dot
 from .symbols import latex
 

@@ -23,7 +23,7 @@ import networkx as nx
 
 from .dot import _q
 from .markov import is_split
-from .plategraph import distribution_text
+from .labels import distribution_text
 from .symbols import html_label, latex, plain
 
 SHOWN_FIRST = 3  # steps drawn before the ellipsis of a long chain

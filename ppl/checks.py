@@ -66,21 +66,12 @@ def run_check(name: str, posterior: Any, data: dict) -> Check | None:
 
 # ---- building blocks -------------------------------------------------------------------------------
 def _mcse(draws: np.ndarray, method: str, independent: float) -> float:
-    """``az.mcse(draws, method=method)``, or the independent-draws formula `independent` when ArviZ cannot
-    estimate it (a constant chain, too few draws)."""
-    import arviz as az
+    """``az.mcse(draws, method=method)`` (`inference.arviz_compat.mcse`, ArviZ 0.x or 1.x), or the
+    independent-draws formula `independent` when ArviZ cannot estimate it (a constant chain, too few draws)."""
+    from inference import arviz_compat as azc
 
     try:
-        try:
-            value = np.asarray(az.mcse(draws, method=method)).item()  # (a 1-element array where numba is installed)
-        except TypeError:  # ArviZ 0.23's numba path of method="sd" fails on numpy 2: its plain path instead
-            from arviz.utils import Numba
-
-            Numba.disable_numba()
-            try:
-                value = np.asarray(az.mcse(draws, method=method)).item()
-            finally:
-                Numba.enable_numba()
+        value = float(np.asarray(azc.mcse(draws, method=method)).item())  # (1 element where numba is installed)
     except (ValueError, TypeError, IndexError):
         value = float("nan")
     return value if np.isfinite(value) else independent

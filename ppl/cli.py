@@ -4,10 +4,13 @@
     ppl fit NAME [--method M] [--data FILE] [--set OPTION=VALUE ...] [--out DIR] [--seed S]
                  [--chains C] [--samples N] [--warmup W] [--steps K] [--pointwise auto|yes|no]
                  [--evidence VAR=STATE ...] [--network NAME|FILE.bif] [--all-sites] [--quiet] [--json]
-    ppl compare NAME [--methods M ...] [--data FILE] [--set OPTION=VALUE ...] [--seed S]
+    ppl compare NAME [--methods M ...] [--data FILE] [--set OPTION=VALUE ...] [--seed S] [--out DIR]
                  [--evidence VAR=STATE ...] [--network NAME|FILE.bif] [--quiet] [--json]
     ppl render NAME --out FILE [--data FILE] [--set OPTION=VALUE ...] [--query "x _|_ theta | z"]
     ppl demo [--out DIR] [--quiet]
+    ppl sbc NAME [--method M] [--replicates R] [--out DIR] [--executor local|ray|serial] [--workers W]
+                 [--address ADDR] [--seed S] [--data FILE] [--set OPTION=VALUE ...] [--chains C] [--samples N]
+                 [--warmup W] [--steps K] [--quiet] [--json]
 
 `ppl` alone prints this list of commands; `ppl COMMAND --help` each command's flags and defaults.
 
@@ -28,11 +31,12 @@ import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Sequence
 
 from . import interrupts
 from .io import UsageError, first_line, read_data
-from .rundir import OutError, RunDirectory, run_directory
+from .rundir import OutError, run_directory
+from .runs import write_run
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -91,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--data", help="data file (.json, .csv or .npz); default: the model's embedded data")
     _add_set(c)
     c.add_argument("--seed", type=int, default=0, help="every random choice follows from it (default 0)")
+    c.add_argument("--out", help="also write the comparison into this new directory: methods.csv, "
+                                 "parameters.csv, report.txt and each method's METHOD.nc (default: print only)")
     c.add_argument("--evidence", nargs="+", metavar="VAR=STATE", help="evidence for a Bayesian network")
     c.add_argument("--network", help="which Bayesian network: a built-in name or a .bif file")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -106,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="fit every model on its default data and write an HTML report")
     d.add_argument("--out", default="demo-out", help="the report's directory (default: demo-out)")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    _add_sbc(sub)  # ppl sbc: simulation-based calibration (ppl.sbc_run)
     return p
 
 
@@ -175,14 +183,14 @@ def _model_options(spec, items: Sequence[str] | None) -> dict[str, Any]:
 
 
 def _load_data(spec, args: argparse.Namespace) -> dict[str, Any]:
-    from ppl_models import DataError
+    from ppl_models.errors import InputError
 
     data = read_data(args.data) if getattr(args, "data", None) else spec.default_data(seed=0)
     chosen = _model_options(spec, getattr(args, "set", None))
     data = {**data, **chosen}
     try:
         return _with_evidence(spec, data, args)
-    except DataError as exc:
+    except InputError as exc:
         if exc.field in chosen:
             raise UsageError(f"--set {exc.field}: {exc.problem}") from None
         raise
@@ -205,73 +213,6 @@ def _with_evidence(spec, data: dict[str, Any], args: argparse.Namespace) -> dict
         data = {**data, "evidence": parse_evidence(args.evidence, network)}
     spec.validate(data)  # fail before anything is created
     return data
-
-
-class RunResult(NamedTuple):
-    """What `write_run` produced: the posterior, its summary table, the run directory and its files."""
-
-    post: Any
-    summary: Any
-    out: Path
-    files: list[str]
-    notes: list[str]
-
-
-def write_run(spec, data: dict, method: str, seed: int, options: dict, out: Path, progress: bool,
-              provenance: dict | None = None, extra: Callable[[Any, Path], None] | None = None) -> RunResult:
-    """Fit and write the run directory `out` whole (`ppl.rundir`); `out` is checked before the fit starts.
-
-    `extra(post, folder)` may add files of its own (the demo's figures) before the directory is committed.
-    """
-    from inference import fit
-
-    manifest = {"command": "fit", "model": spec.name, "method": method, "seed": seed, "options": options,
-                **(provenance or {})}
-    with run_directory(out, manifest) as run:
-        tmp = run.path
-        post = fit(spec, data=data, method=method, seed=seed, progress=progress, **options)
-        interrupts.checkpoint()
-        if getattr(spec, "relabel", None) is not None:
-            relabel(post, spec)
-        post.to_netcdf(tmp / "posterior.nc")
-        summary = post.summary(list(post.samples), round_to="none")  # every site at full precision; the printed table rounds
-        summary.to_csv(tmp / "summary.csv")
-        interrupts.checkpoint()
-        notes = _draw(spec, data, tmp / "model.svg")
-        if extra is not None:
-            extra(post, tmp)
-        files = sorted(p.name for p in tmp.iterdir() if not p.name.startswith("."))
-    notes += _moved(run)
-    interrupts.checkpoint()  # a signal held back while the run was put in place: stop here, say it is complete
-    return RunResult(post, summary, run.final, sorted({*files, "run.json"}), notes)
-
-
-def _moved(run: RunDirectory) -> list[str]:
-    if run.moved_because is None:
-        return []
-    return [f"{run.moved_because} while this run worked, so it was left alone; the run was written to "
-            f"{str(run.final)!r} instead"]
-
-
-def relabel(post, spec) -> None:
-    """Replace the draws by the model's canonical form of each (label switching: chains of a symmetric
-    mixture settle in different labellings, factor loadings in different rotations, which R-hat would
-    report as disagreement)."""
-    post.samples = spec.relabel(post.samples)
-    post._idata = None
-    post.notes.append(f"draws relabelled with {spec.name}'s {spec.relabel.__name__}(): the posterior does not "
-                      "change under relabelling (or rotation) of its components, so chains may settle in "
-                      "different ones; each draw is put in one canonical form")
-
-
-def _draw(spec, data: dict, path: Path) -> list[str]:
-    """Write the plate diagram; when Graphviz is missing, the DOT source is written instead."""
-    import plates
-
-    graph = plates.graph(spec, data)
-    result = graph.render(path)
-    written = Path(result) if isinstance(result, (str, os.PathLike)) else path
-    return [] if written.suffix == path.suffix else [f"Graphviz 'dot' not found: wrote {written.name} instead of {path.name}"]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -335,17 +276,18 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.network or args.evidence:
         provenance.update(network=args.network, evidence=args.evidence)
     figures: list = []
-    post, summary, final, files, notes = write_run(spec, data, method, args.seed, options, out, progress, provenance,
-                                                   extra=lambda post, folder: figures.extend(_figures(post, folder)))
+    run = write_run(spec, data, method, args.seed, options, out, progress, provenance,
+                    extra=lambda post, folder: figures.extend(_figures(post, folder)))
+    post, final, notes = run.post, run.out, run.notes
     shown = out if final == out.expanduser().resolve() else final
     problems = post.problems()
     check = _check(spec, post, data) if not (args.data or args.set) else None
     if args.json:
-        table = json.loads(summary.to_json(orient="index"))
+        table = json.loads(run.summary.to_json(orient="index"))
         print(json.dumps({"model": spec.name, "method": method, "seed": args.seed, "out": str(shown),
-                          "files": files, "summary": table, "problems": problems,
+                          "files": run.files, "summary": table, "problems": problems,
                           "check": None if check is None else {"passed": check.passed, "text": check.text},
-                          "notes": post.notes + notes}, indent=2))
+                          "prior_sensitivity": run.sensitivity_line, "notes": post.notes + notes}, indent=2))
     elif args.quiet:
         for line in problems:
             print(f"WARNING: {line}")
@@ -357,13 +299,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print(f"wrote {shown}/")
     else:
         print(post.report(all_sites=args.all_sites))
+        if run.sensitivity_line is not None:  # power-scaling prior sensitivity (MCMC fits)
+            print(run.sensitivity_line)
         if check is not None:
             print(f"oracle check {'passed' if check.passed else 'FAILED'} (the model's embedded data): {check.text}")
         for note in notes:
             print(f"note: {note}")
         for figure in figures:
             print(f"figure {figure.file}: {figure.caption}")
-        print(f"\nwrote {shown}/: {', '.join(files)}")
+        print(f"\nwrote {shown}/: {', '.join(run.files)}")
     return 0
 
 
@@ -401,17 +345,44 @@ def cmd_compare(args: argparse.Namespace) -> int:
             raise UsageError(f"--methods: {method!r} does not apply to model {spec.name!r}; it supports "
                              f"{', '.join(spec.engines)}")
     data = _load_data(spec, args)
-    comparison = compare(spec, data, methods=methods, seed=args.seed, progress=not (args.quiet or args.json))
+    progress = not (args.quiet or args.json)
+    if args.out is not None and not args.out.strip():
+        raise UsageError("--out: is empty; name a new directory for the comparison")
+    final = None
+    if args.out is None:
+        comparison = compare(spec, data, methods=methods, seed=args.seed, progress=progress)
+    else:  # checked before any fit starts; appears whole or not at all, like a fit's run directory
+        manifest = {"command": "compare", "model": spec.name, "methods": methods, "seed": args.seed,
+                    "model_options": _model_options(spec, args.set)}
+        with run_directory(args.out, manifest) as run:
+            comparison = compare(spec, data, methods=methods, seed=args.seed, progress=progress)
+            interrupts.checkpoint()
+            write_comparison(comparison, run.path)
+        final = run.final
+        interrupts.checkpoint()
     if args.json:
         methods_table = json.loads(comparison.methods_table().to_json(orient="index"))
         parameters = comparison.parameters_table(max_rows=None)
         means = {m: json.loads(parameters[m].to_json(orient="index")) for m in parameters.columns.levels[0]
                  if m in parameters.columns.get_level_values(0)} if not parameters.empty else {}
-        print(json.dumps({"model": spec.name, "seed": args.seed, "methods": methods_table, "parameters": means},
-                         indent=2))
+        print(json.dumps({"model": spec.name, "seed": args.seed, "methods": methods_table, "parameters": means,
+                          "out": None if final is None else str(final)}, indent=2))
     else:
         print(comparison.report())
+        if final is not None:
+            print(f"\nwrote {final}/: {', '.join(sorted(p.name for p in final.iterdir()))}")
     return 0
+
+
+def write_comparison(comparison, folder: Path) -> None:
+    """The comparison's tables (methods.csv, parameters.csv), its text (report.txt) and each method's
+    posterior as ArviZ netCDF (METHOD.nc), into `folder`."""
+    comparison.methods_table().to_csv(folder / "methods.csv")
+    comparison.parameters_table(max_rows=None).to_csv(folder / "parameters.csv")
+    (folder / "report.txt").write_text(comparison.report(max_rows=10**9) + "\n", encoding="utf-8")
+    for one in comparison.runs:
+        if one.posterior is not None:
+            one.posterior.to_netcdf(folder / f"{one.method}.nc")
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -440,6 +411,73 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     return run_demo(Path(args.out), progress=not args.quiet)
+
+
+def _add_sbc(sub: Any) -> None:
+    s = sub.add_parser("sbc", help="simulation-based calibration: fit many data sets simulated from the prior and "
+                                   "test that the true values' ranks among the draws are uniform")
+    s.add_argument("name")
+    s.add_argument("--method", help="nuts, hmc, svi, map or mle (default: the model's default engine)")
+    s.add_argument("--replicates", type=int, default=100, help="simulated data sets, one fit each (default 100)")
+    s.add_argument("--out", help="run directory, kept as replicates finish and resumed by a rerun with the same "
+                                 "settings (default: runs/NAME-sbc-METHOD)")
+    s.add_argument("--executor", choices=("local", "ray", "serial"), default="local",
+                   help="local worker processes (default), Ray (pip install 'ppl-suite[ray]'), or this process")
+    s.add_argument("--workers", type=int, help="worker processes or Ray CPUs (default: every core)")
+    s.add_argument("--address", help="with --executor ray: an existing cluster's address (default: a local Ray)")
+    s.add_argument("--seed", type=int, default=0, help="replicate i's randomness follows from (seed, i) alone "
+                                                       "(default 0)")
+    s.add_argument("--data", help="the model's inputs (.json, .csv or .npz); observed fields are simulated with "
+                                  "the shapes given; default: the model's embedded data")
+    _add_set(s)
+    for flag, (option, methods) in _FLAGS.items():
+        s.add_argument(f"--{flag}", type=int, help=_flag_help(option, methods) + " for every replicate's fit")
+    s.add_argument("--quiet", action="store_true", help="no progress bar; print the problems and where the run went")
+    s.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def cmd_sbc(args: argparse.Namespace) -> int:
+    from inference import METHODS
+
+    from .sbc_run import SBCInterrupted, check_executor_flags, run_sbc
+
+    spec = _spec(args.name)
+    method = args.method or spec.default_method
+    if method not in METHODS:
+        raise UsageError(f"--method: unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method not in spec.engines:
+        raise UsageError(f"--method: {method!r} does not apply to model {spec.name!r}; it supports "
+                         f"{', '.join(spec.engines)}")
+    if not 1 <= args.replicates <= 100_000:
+        raise UsageError(f"--replicates: must be from 1 to 100000, got {args.replicates}")
+    check_executor_flags(args.executor, args.address, args.workers)
+    options = _fit_options(args, method)
+    data = _load_data(spec, args)
+    if args.out is not None and not args.out.strip():
+        raise UsageError("--out: is empty; name a directory for the run")
+    out = args.out or f"runs/{spec.name}-sbc-{method}"
+    try:
+        run = run_sbc(spec, data, method, args.replicates, args.seed, options, out, args.executor, args.workers,
+                      args.address, progress=not (args.quiet or args.json))
+    except SBCInterrupted as exc:
+        signum = interrupts.pending_signal() or signal.SIGINT
+        print(f"ppl: interrupted ({signal.Signals(signum).name}); {exc}", file=sys.stderr)
+        interrupts.reported()
+        return interrupts.EXIT_STATUS.get(signum, 130)
+    result = run.result
+    if args.json:
+        print(json.dumps({**result.to_dict(), "out": str(run.folder), "files": run.files, "notes": run.notes},
+                         indent=2, default=float))
+    elif args.quiet:
+        for line in result.problems():
+            print(f"WARNING: {line}")
+        print(f"wrote {out}/")
+    else:
+        for note in run.notes:
+            print(f"note: {note}")
+        print(result)
+        print(f"\nwrote {out}/: {', '.join(run.files)}")
+    return 0 if result.ok else EXIT_FAILURE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -501,17 +539,15 @@ def _run(argv: Sequence[str] | None) -> int:
             if not debug:
                 warnings.simplefilter("ignore")
             code = {"list": cmd_list, "fit": cmd_fit, "compare": cmd_compare, "render": cmd_render,
-                    "demo": cmd_demo}[args.command](args)
+                    "demo": cmd_demo, "sbc": cmd_sbc}[args.command](args)
         interrupts.checkpoint()  # a signal recorded while the run was put in place
         return code
     except Exception as exc:  # one line, never a traceback (unless PPL_DEBUG is set)
-        from inference import InputError
-        from plates import PlateError
-        from ppl_models import DataError
+        from ppl_models.errors import InputError
 
         if debug:
             raise
-        if isinstance(exc, (UsageError, OutError, DataError, InputError, PlateError)):
+        if isinstance(exc, (UsageError, OutError, InputError)):
             flag = _FLAG_OF.get(getattr(exc, "field", None))
             name = flag if flag is None or flag[2:] == exc.field else f"{flag} ({exc.field})"
             text = f"{name}: {exc.problem}" if flag else str(exc)

@@ -114,7 +114,7 @@ def fit_one(name: str, out: Path, progress: bool = False) -> ModelReport:
     import ppl_models
 
     from .checks import run_check
-    from .cli import write_run
+    from .runs import write_run
 
     spec = ppl_models.get(name)
     method = spec.default_method
@@ -133,8 +133,9 @@ def fit_one(name: str, out: Path, progress: bool = False) -> ModelReport:
             _factorization(spec, data, folder, report)
             _figure(post, folder, report)
 
-        post, summary, folder, files, notes = write_run(spec, data, method, 0, demo_options(spec, method),
-                                                        out / name, progress, extra=figures)
+        run = write_run(spec, data, method, 0, demo_options(spec, method), out / name, progress, extra=figures)
+        post, summary = run.post, run.summary
+        report.sensitivity, report.sensitivity_line = run.sensitivity, run.sensitivity_line
         local = post.local_sites()  # one value per data point: summary.csv has them, the page the global sites
         report.summary = summary
         if local:
@@ -146,27 +147,30 @@ def fit_one(name: str, out: Path, progress: bool = False) -> ModelReport:
                                 f"that the loss still falls is expected here; `ppl fit {name}` trains until the "
                                 "loss is flat")
         report.problems = post.problems()
-        report.notes = list(post.notes) + list(notes) + report.notes  # the figures' notes last
+        report.notes = list(post.notes) + list(run.notes) + report.notes  # the figures' notes last
         try:
             report.check = run_check(name, post, data)
         except Exception as exc:  # an oracle that cannot run is a failed check, said in words
             from .checks import Check
 
             report.check = Check(False, f"the oracle check raised {type(exc).__name__}: {exc}")
-        report.files = sorted(p.name for p in folder.iterdir())
+        report.files = sorted(p.name for p in run.out.iterdir())
     except Exception as exc:  # a demo model failing is reported, and the demo goes on
         report.error = f"{type(exc).__name__}: {exc}"
     report.seconds = time.perf_counter() - start
     return report
 
 
-def run_demo(out: Path, progress: bool = True, names: list[str] | None = None) -> int:
+def run_demo(out: Path, progress: bool = True, names: list[str] | None = None, sbc: bool | None = None) -> int:
     """Fit every model (or `names`), write `out/` (a sub-directory per model and index.html).
+
+    `sbc`: add the SBC section (`ppl.sbc_section`, about a minute); None: only for the whole demo.
 
     Returns 1 when a fit failed or an oracle check failed, else 0.
     """
     import ppl_models
 
+    sbc = names is None if sbc is None else sbc
     names = list(names) if names is not None else ppl_models.names()
     reports = []
     start = time.perf_counter()
@@ -177,6 +181,13 @@ def run_demo(out: Path, progress: bool = True, names: list[str] | None = None) -
             bar.set_postfix_str(name)
             reports.append(fit_one(name, tmp, progress=False))
         comparison, compared = _comparison(progress=False)
+        if sbc:  # the SBC section (ppl.sbc_section): the cheap models, small R
+            from .sbc_section import sbc_section
+
+            calibration, calibrated = sbc_section(tmp, progress=False)
+            comparison += calibration
+        else:
+            calibrated = []
         (tmp / "index.html").write_text(page(reports, time.perf_counter() - start, comparison), encoding="utf-8")
     width = max((len(n) for n in names), default=5)
     print(f"{'model':<{width}}  engine  {'time':>7}  diagnostics  oracle")
@@ -186,6 +197,8 @@ def run_demo(out: Path, progress: bool = True, names: list[str] | None = None) -
         if r.check is not None and not r.check.passed:
             print(f"  oracle check failed: {r.check.text}")
     print(compared)
+    for line in calibrated:
+        print(line)
     print(f"wrote {run.final}/index.html")
     return 1 if any(r.error or r.oracle == "failed" for r in reports) else 0
 

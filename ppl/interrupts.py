@@ -108,6 +108,13 @@ def hold_until_exit() -> None:
     _deferred.append(True)
 
 
+def reported() -> None:
+    """The command has reported the signal itself and chosen its exit status (`ppl sbc`, which keeps what it
+    finished): forget it, so that no checkpoint raises it again."""
+    _received.clear()
+    _written.clear()
+
+
 def checkpoint() -> None:
     """Raise `KeyboardInterrupt` if a signal arrived whose exception was swallowed on the way."""
     if _received:

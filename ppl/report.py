@@ -45,6 +45,8 @@ class ModelReport:
     notes: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     error: str | None = None
+    sensitivity: pd.DataFrame | None = None  # power-scaling prior sensitivity (MCMC fits), `Posterior.prior_sensitivity`
+    sensitivity_line: str | None = None  # its one line
 
     @property
     def diagnostics(self) -> str:
@@ -221,6 +223,14 @@ def _section(r: ModelReport) -> str:
     elif r.diagnostics == "n/a":
         out.append(f"<p class='muted'>R-hat, ESS and divergences are MCMC diagnostics; for {e(r.method)} the "
                    "objective's curve below shows whether the optimisation settled</p>")
+    if r.sensitivity_line:
+        flagged = r.sensitivity is not None and (r.sensitivity["diagnosis"] != "✓").any()
+        out.append(f"<p class='{'warn' if flagged else 'ok'}'>{e(r.sensitivity_line)}</p>")
+        if r.sensitivity is not None and not r.sensitivity.empty:
+            out.append("<details><summary>prior sensitivity by parameter (power-scaling, ArviZ; CJS distance of the "
+                       "posterior when the prior or the likelihood is raised to a power near 1)</summary>"
+                       + r.sensitivity.to_html(float_format=lambda v: f"{v:.3f}", na_rep="", border=0)
+                       + "</details>")
     for src, caption in r.figures:
         out.append(f"<figure><img src='{e(src)}' alt='{e(caption)}'><figcaption>{e(caption)}</figcaption></figure>")
     for note in r.notes:

@@ -6,6 +6,7 @@
   (so ``fit(..., seed=s)`` is reproducible), and as long as the store holds the weights every call
   returns the same, trained, network.
 - `mlp`: a multilayer perceptron that maps any leading batch shape.
+- `subsample_size`: the mini-batch size of a data plate from a model's ``batch_size`` option.
 - `write_png_grid`: a grey-level PNG grid of small images, written with zlib alone (no plotting library).
 - `roc_auc` and `average_precision`: ranking metrics for link prediction, in NumPy/SciPy.
 """
@@ -88,6 +89,12 @@ def analytic_kl_factor(name: str, q: dist.Distribution, p: dist.Distribution, z:
     """In a guide, right after ``z ~ q``: the factor KL(q || p) - (log q(z) - log p(z)). Zero in expectation,
     it makes the ELBO estimator use the exact KL (lower variance) while the model stays a plain program."""
     pyro.factor(name, kl_divergence(q, p) - (q.log_prob(z) - p.log_prob(z)), has_rsample=True)
+
+
+def subsample_size(n: int, batch_size: int | None) -> int | None:
+    """``subsample_size`` of a data plate of size `n`: None (the full batch) for a `batch_size` of 0, None
+    or at least `n`; else the mini-batch size."""
+    return None if not batch_size or batch_size >= n else int(batch_size)
 
 
 def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:

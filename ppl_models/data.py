@@ -21,6 +21,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from .errors import InputError
+
 KINDS = ("binary", "real", "unit", "positive", "category", "count", "object")
 
 
@@ -70,13 +72,8 @@ def range_problem(array: np.ndarray, dtype: torch.dtype | None = None) -> str | 
     return None
 
 
-class DataError(ValueError):
-    """Bad model input. `field` names the offending field, `problem` says what is wrong with it."""
-
-    def __init__(self, field: str, problem: str):
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{field}: {problem}")
+class DataError(InputError):
+    """Bad model input (an `InputError`): `field` names the offending field, `problem` says what is wrong."""
 
 
 @dataclass(frozen=True)
@@ -337,3 +334,9 @@ def plain_data(fn: Callable, data: Mapping[str, Any]) -> dict:
             _check_numbers(str(key), np.asarray([value], dtype=np.float64))
         out[key] = value
     return out
+
+
+def as_tensor(value: Any) -> torch.Tensor:
+    """An array-like (list, NumPy array, tensor) as a tensor of the working float dtype, without checks: for
+    arrays a model's own functions pass around (user input goes through `validate`)."""
+    return torch.as_tensor(np.asarray(value), dtype=torch.get_default_dtype())

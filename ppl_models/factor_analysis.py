@@ -45,8 +45,9 @@ TRUTH = {
 }
 
 
-def _linear_gaussian(x: torch.Tensor | None, K: int, collapsed: bool, w_sd: float, mu_sd: float,
+def linear_gaussian(x: torch.Tensor | None, K: int, collapsed: bool, w_sd: float, mu_sd: float,
                      noise_scale: float, N: int, D: int, isotropic: bool) -> None:
+    """The program `factor_analysis` and `ppca` share (``isotropic=True``: one noise sd for all D)."""
     num_points, dim = (x.shape[0], x.shape[1]) if x is not None else (N, D)
     W = pyro.sample("W", dist.Normal(0.0, w_sd).expand([dim, K]).to_event(2))
     mu = pyro.sample("mu", dist.Normal(0.0, mu_sd).expand([dim]).to_event(1))
@@ -67,13 +68,13 @@ def _linear_gaussian(x: torch.Tensor | None, K: int, collapsed: bool, w_sd: floa
 def factor_analysis(x: torch.Tensor | None = None, K: int = 2, collapsed: bool = True, w_sd: float = 1.0,
                     mu_sd: float = 10.0, noise_scale: float = 1.0, N: int = 100, D: int = 5) -> None:
     """Factor analysis: x_i ~ N(W z_i + mu, diag(psi)), z_i ~ N(0, I_K). `x` is (N, D); `None` samples."""
-    _linear_gaussian(x, K, collapsed, w_sd, mu_sd, noise_scale, N, D, isotropic=False)
+    linear_gaussian(x, K, collapsed, w_sd, mu_sd, noise_scale, N, D, isotropic=False)
 
 
 def ppca(x: torch.Tensor | None = None, K: int = 2, collapsed: bool = True, w_sd: float = 1.0,
          mu_sd: float = 10.0, noise_scale: float = 1.0, N: int = 100, D: int = 5) -> None:
     """Probabilistic PCA: factor analysis with isotropic noise, x_i ~ N(W z_i + mu, sigma^2 I)."""
-    _linear_gaussian(x, K, collapsed, w_sd, mu_sd, noise_scale, N, D, isotropic=True)
+    linear_gaussian(x, K, collapsed, w_sd, mu_sd, noise_scale, N, D, isotropic=True)
 
 
 def implied_covariance(W, psi) -> np.ndarray:

@@ -61,6 +61,20 @@ class ModelSpec:
         """
         return validate(self.fields, self.options, data)
 
+    def option_values(self, data: Mapping[str, Any], **overrides: Any) -> dict:
+        """The model's options for a call: each declared option's default, replaced by its value in `data`
+        (the data and options of a fit, e.g. ``Posterior.data``; other keys are ignored), then by
+        `overrides`. No checks: `validate` checks user input.
+
+            >>> from ppl_models import get
+            >>> get("vae").option_values({"x": None, "latent_dim": 2}, batch_size=0)["latent_dim"]
+            2
+        """
+        values = {name: option.default for name, option in self.options.items()}
+        values.update({name: value for name, value in data.items() if name in self.options})
+        values.update(overrides)
+        return values
+
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
@@ -120,12 +134,12 @@ def _load_all() -> None:
         return
     import importlib
     import pkgutil
+    from pathlib import Path
 
-    import ppl_models
-
-    for info in pkgutil.iter_modules(ppl_models.__path__):
-        if not info.name.startswith("_") and info.name not in ("registry", "data"):
-            importlib.import_module(f"ppl_models.{info.name}")
+    package = __name__.rpartition(".")[0]  # ppl_models, found without importing it back
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if not info.name.startswith("_") and info.name not in ("registry", "data", "errors"):
+            importlib.import_module(f"{package}.{info.name}")
     _loaded = True
 
 

@@ -99,7 +99,7 @@ def sample_non_edges(edges: torch.Tensor, n: int, num: int, generator: torch.Gen
 
 
 # ---- networks -------------------------------------------------------------------------------------------
-class _GCN(nn.Module):
+class GCN(nn.Module):
     """Two-layer GCN: (X, A_hat) -> (loc, scale) of q(z | X, A), each (N, latent_dim)."""
 
     def __init__(self, num_features: int, hidden: int, latent_dim: int):
@@ -120,10 +120,11 @@ class _GCN(nn.Module):
 def encoder_net(num_features: int, hidden: int = 32, latent_dim: int = 16) -> nn.Module:
     """The GCN encoder, registered with Pyro as ``vgae_encoder`` (guide parameters)."""
     return bound_module("vgae_encoder", (num_features, hidden, latent_dim),
-                        lambda: _GCN(num_features, hidden, latent_dim))
+                        lambda: GCN(num_features, hidden, latent_dim))
 
 
-def _inner(z: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+def pair_logits(z: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """The decoder's edge logits z_i . z_j, one per row (i, j) of `pairs` (P, 2): (..., P)."""
     return (z[..., pairs[:, 0], :] * z[..., pairs[:, 1], :]).sum(-1)
 
 
@@ -139,10 +140,10 @@ def vgae(edges: torch.Tensor, features: torch.Tensor, latent_dim: int = 16, hidd
     with pyro.plate("N", n):
         z = pyro.sample("z", dist.Normal(features.new_zeros(latent_dim), 1.0).to_event(1))
     with pyro.plate("E", e), poutine.scale(scale=non_edges / e if weighting == "balanced" else 1.0):
-        pyro.sample("links", dist.Bernoulli(logits=_inner(z, edges)), obs=features.new_ones(e))
+        pyro.sample("links", dist.Bernoulli(logits=pair_logits(z, edges)), obs=features.new_ones(e))
     negatives = sample_non_edges(edges, n, m)
     with pyro.plate("M", m), poutine.scale(scale=non_edges / m):
-        pyro.sample("non_links", dist.Bernoulli(logits=_inner(z, negatives)), obs=features.new_zeros(m))
+        pyro.sample("non_links", dist.Bernoulli(logits=pair_logits(z, negatives)), obs=features.new_zeros(m))
     return z
 
 
@@ -205,7 +206,7 @@ def link_scores(data: Mapping[str, Any], pairs: Any) -> np.ndarray:
     encoder = encoder_net(features.shape[1], data.get("hidden", 32), data.get("latent_dim", 16))
     with torch.no_grad():
         loc, _ = encoder(features, normalized_adjacency(_check_edges(edges, n), n))
-        return torch.sigmoid(_inner(loc, torch.as_tensor(np.asarray(pairs)).long())).numpy()
+        return torch.sigmoid(pair_logits(loc, torch.as_tensor(np.asarray(pairs)).long())).numpy()
 
 
 def common_neighbours(edges: Any, num_nodes: int, pairs: Any) -> np.ndarray:

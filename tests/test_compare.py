@@ -60,3 +60,29 @@ def test_cli(capsys, tmp_path, monkeypatch):
     err = capsys.readouterr().err
     assert "--methods" in err and len(err.strip().splitlines()) == 1
     assert main(["compare", "vae", "--methods", "nuts"]) == 2
+
+
+def test_cli_out_writes_the_comparison_whole_and_never_over_a_users_file(capsys, tmp_path, monkeypatch):
+    import arviz as az
+    import pandas as pd
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "coin.json").write_text(json.dumps(FLIPS))
+    assert main(["compare", "coin", "--data", "coin.json", "--methods", "map", "mle", "--out", "cmp", "--quiet"]) == 0
+    capsys.readouterr()
+    files = sorted(p.name for p in (tmp_path / "cmp").iterdir())
+    assert files == ["map.nc", "methods.csv", "mle.nc", "parameters.csv", "report.txt", "run.json"]
+    methods = pd.read_csv(tmp_path / "cmp" / "methods.csv", index_col=0)
+    assert list(methods.index) == ["map", "mle"]
+    a, b = 1 + 30, 1 + 10  # MAP of the Beta(31, 11) posterior; MLE 30/40
+    assert float(az.from_netcdf(tmp_path / "cmp" / "map.nc").posterior["p"].mean()) == pytest.approx(
+        (a - 1) / (a + b - 2), abs=1e-3)
+    assert json.loads((tmp_path / "cmp" / "run.json").read_text())["command"] == "compare"
+    # a directory the suite did not write is never replaced: one line, exit 2, the user's file intact
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert main(["compare", "coin", "--methods", "map", "--out", "mine"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ppl: error: --out") and len(err.strip().splitlines()) == 1
+    assert (mine / "notes.txt").read_text() == "keep" and sorted(p.name for p in mine.iterdir()) == ["notes.txt"]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import ppl_models
-from ppl import demo
+from ppl import demo, sbc_section
 from ppl.checks import CHECKS, Check, combine, run_check, within_mcse
 from ppl.report import ModelReport, inline_svg, page
 
@@ -56,7 +56,7 @@ def test_report_has_a_section_per_model_and_names_only_existing_files(report_dir
     text = (report_dir / "index.html").read_text(encoding="utf-8")
     links = _Links()
     links.feed(text)
-    assert sorted(links.ids) == sorted(ppl_models.names() + ["compare"])
+    assert sorted(links.ids) == sorted(ppl_models.names() + ["compare", "sbc"])
     for name in ppl_models.names():
         assert f"href='#{name}'" in text
         assert (report_dir / name / "posterior.nc").is_file()
@@ -85,6 +85,11 @@ def test_report_shows_diagram_factorization_summary_and_check(report_dir):
     assert name in compared and "failed" not in compared.split("</h2>")[0]
     for method in methods:
         assert f"<tr><th>{method}</th>" in compared
+    # simulation-based calibration of the cheap models, each with its ECDF plot and verdicts (ppl.sbc_section)
+    calibration = text.split("<section id='sbc'>")[1]
+    for model, method, _ in sbc_section.RUNS:
+        assert f"<h3>{model} by {method}: " in calibration and f"src='sbc/{model}-{method}.png'" in calibration
+    assert "failed:" not in calibration and "simultaneous band" in calibration
     # the inline diagrams keep their ids apart
     ids = re.findall(r'\bid="([^"]+)"', text)
     assert len(ids) == len(set(ids))

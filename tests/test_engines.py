@@ -12,6 +12,7 @@ from scipy import optimize, stats
 from scipy.special import logsumexp
 
 from inference import InputError, Posterior, fit
+from inference import arviz_compat as azc
 from ppl import checks
 
 X_MIX = np.array([-0.3, 0.2, 3.1, 2.7, 0.5, 3.4, -1.0, 2.9, 0.1, 3.3, 1.5, 0.0], dtype=np.float32)
@@ -126,13 +127,13 @@ def test_every_method_converts_to_arviz(method):
     post = fit("coin", method=method, progress=False, **opts)
     idata = post.to_arviz()
     for group in ("posterior", "log_likelihood", "posterior_predictive", "observed_data", "prior"):
-        assert group in idata.groups(), group
+        assert group in azc.groups(idata), group
     if method in ("nuts", "hmc"):
         stats_ = idata.sample_stats
         for name in ("diverging", "energy", "lp", "acceptance_rate", "step_size", "n_steps"):
             assert stats_[name].shape == (2, 100)
     else:
-        assert "loss" in idata.groups()
+        assert "loss" in azc.groups(idata)
     summary = az.summary(idata, var_names=["p"], kind="stats")
     assert 0 < summary.loc["p", "mean"] < 1
     assert idata.log_likelihood["flips"].shape == (post.num_chains, post.num_draws, 20)
@@ -146,8 +147,8 @@ def test_every_method_converts_to_arviz(method):
 
 def test_loo_runs_on_nuts():
     post = fit("coin", method="nuts", num_chains=2, num_samples=300, num_warmup=200, progress=False)
-    loo = az.loo(post.to_arviz())
-    assert np.isfinite(loo.elpd_loo)
+    loo = azc.loo(post.to_arviz())  # (az.loo: .elpd in ArviZ 1.x, .elpd_loo in 0.x)
+    assert np.isfinite(loo.elpd)
 
 
 def test_same_seed_same_draws_and_different_seed_different_draws():
@@ -192,8 +193,9 @@ def test_a_one_chain_summary_has_no_r_hat_and_logs_no_shape_error(capfd):
     table = post.summary(round_to="none")
     assert np.isnan(table.loc["theta", "r_hat"]) and table.loc["theta", "mean"] == pytest.approx(draws.mean())
     assert "Shape validation failed" not in capfd.readouterr().err
-    arviz._log.warning("Shape validation failed: outside a summary")  # the filter is gone afterwards
-    assert "outside a summary" in capfd.readouterr().err
+    if not azc.ARVIZ_1:  # (0.x's own logger writes to stderr; 1.x's is a plain logger with no handler)
+        arviz._log.warning("Shape validation failed: outside a summary")  # the filter is gone afterwards
+        assert "outside a summary" in capfd.readouterr().err
 
 
 @pytest.mark.parametrize(

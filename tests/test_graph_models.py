@@ -160,7 +160,7 @@ def test_elbo_is_permutation_invariant_up_to_monte_carlo_noise():
     tensors = {k: torch.as_tensor(v) for k, v in data.items() if k != "hidden"}
     shuffled = {k: torch.as_tensor(v) for k, v in _shuffled(data, 3).items() if k != "hidden"}
     pyro.clear_param_store()
-    gv._nets(10, 4, 32, 8)  # build the networks first, so each seed below draws z from the same RNG state
+    gv.networks(10, 4, 32, 8)  # build the networks first, so each seed below draws z from the same RNG state
     elbo = Trace_ELBO()
     losses = {"given": [], "shuffled": []}
     for rep in range(40):
@@ -176,7 +176,7 @@ def test_encoder_is_permutation_invariant():
     data = _small(24)
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
-    _, encoder = gv._nets(10, 4, 32, 8)
+    _, encoder = gv.networks(10, 4, 32, 8)
     with torch.no_grad():
         a = encoder(torch.as_tensor(data["features"]), torch.as_tensor(data["adjacency"]))
         shuffled = _shuffled(data, 2)

@@ -31,7 +31,6 @@ Example:
 from __future__ import annotations
 
 import importlib.util
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -45,12 +44,11 @@ from .bif import parse_bif, read_bif, to_bif
 from .network import BayesNet
 from .queries import METHODS as QUERY_METHODS
 from .queries import Marginals, check_enumerable
-from .queries import _describe as describe_evidence
+from .specs import DESCRIPTION, EVIDENCE_DOC, ENGINES, check_possible, make_spec
 
 NETWORK_DIR = Path(__file__).parent / "networks"
 BUILTIN = ("disease_test", "sprinkler", "student", "asia", "alarm")
 DEFAULT_NETWORK = "sprinkler"
-ENGINES = ("nuts", "hmc", "svi", "map")
 
 
 def _pgmpy_examples() -> Path | None:
@@ -163,27 +161,6 @@ def default_data(seed: int = 0) -> dict:
     return {"evidence": {"wet_grass": "yes"}, "network": DEFAULT_NETWORK}
 
 
-def check_possible(net: BayesNet, evidence: Mapping[str, str]) -> None:
-    """`DataError` (field ``evidence``) when the evidence has probability zero under the network: every
-    engine would otherwise normalise 0/0 into an invented posterior. The same words as `BayesNet.query`."""
-    if evidence and not math.isfinite(net.evidence_probability(evidence, log=True)):
-        raise DataError("evidence", f"{describe_evidence(evidence)} has probability zero under network "
-                        f"{net.name!r}")
-
-
-def _evidence_check(net: BayesNet):
-    def check(evidence: Any) -> str | None:
-        try:
-            checked = net.check_evidence(evidence)
-            check_enumerable(net, checked, reserved=1)
-            check_possible(net, checked)
-        except DataError as exc:
-            return exc.problem
-        return None
-
-    return check
-
-
 @dataclass(frozen=True)
 class BayesNetSpec(ModelSpec):
     """The registered spec: validation checks the evidence against the chosen network."""
@@ -197,9 +174,6 @@ class BayesNetSpec(ModelSpec):
         return out
 
 
-_EVIDENCE_DOC = "observed nodes: {variable: state name or index}"
-_DESCRIPTION = "Discrete Bayesian network: each node ~ Categorical(CPT row given its parents); evidence observed"
-
 SPEC = register(
     BayesNetSpec(
         name="bayes_net",
@@ -207,25 +181,12 @@ SPEC = register(
         guide=None,
         default_data=default_data,
         engines=ENGINES,
-        description=_DESCRIPTION,
-        fields=(Field("evidence", "object", (), _EVIDENCE_DOC, required=False),),
+        description=DESCRIPTION,
+        fields=(Field("evidence", "object", (), EVIDENCE_DOC, required=False),),
         options={"network": Option(DEFAULT_NETWORK, "a built-in network name, a BIF file path or a BayesNet",
                                    kind="any")},
     )
 )
-
-
-def make_spec(net: BayesNet) -> ModelSpec:
-    """A `ModelSpec` for one network (not registered): ``fit(net.spec, data={"evidence": {...}})``."""
-    return ModelSpec(
-        name=f"bayes_net[{net.name}]",
-        model=net.model,
-        guide=None,
-        default_data=lambda seed=0: {"evidence": {}},
-        engines=ENGINES,
-        description=f"{_DESCRIPTION} ({net.name})",
-        fields=(Field("evidence", "object", (), _EVIDENCE_DOC, required=False, check=_evidence_check(net)),),
-    )
 
 
 __all__ = ["BayesNet", "Marginals", "load", "available", "read_bif", "parse_bif", "to_bif", "from_pgmpy",

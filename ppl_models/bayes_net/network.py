@@ -233,7 +233,7 @@ class BayesNet:
     @cached_property
     def spec(self):
         """A `ModelSpec` of this network (data: ``evidence``), usable with ``inference.fit``."""
-        from . import make_spec
+        from .specs import make_spec
 
         return make_spec(self)
 

@@ -121,7 +121,7 @@ def _exact(net: "BayesNet", variables: Sequence[str], evidence: Mapping[str, str
         if torch.isfinite(log_z) or log_space:
             break
     if not torch.isfinite(log_z):
-        raise DataError("evidence", f"{_describe(evidence)} has probability zero under network {net.name!r}")
+        raise DataError("evidence", f"{describe_evidence(evidence)} has probability zero under network {net.name!r}")
     log_z_value = float(log_z.detach())
     if not handles:
         return {}, log_z_value
@@ -149,7 +149,7 @@ def mpe(net: "BayesNet", evidence: Mapping[str, Any] | None) -> dict[str, str]:
     """The jointly most probable states of the non-evidence nodes, by ``infer_discrete(temperature=0)``."""
     evidence = net.check_evidence(evidence)
     if evidence and not np.isfinite(log_evidence(net, evidence)):
-        raise DataError("evidence", f"{_describe(evidence)} has probability zero under network {net.name!r}")
+        raise DataError("evidence", f"{describe_evidence(evidence)} has probability zero under network {net.name!r}")
     check_enumerable(net, evidence)
     model = infer_discrete(config_enumerate(net.model, default="parallel"), first_available_dim=-1, temperature=0)
     with torch.no_grad():
@@ -199,7 +199,7 @@ def _weighted(net: "BayesNet", variables: Sequence[str], evidence: Mapping[str, 
     if not torch.isfinite(log_w).any():
         what = "agrees with" if method == "ancestral" else "has positive probability of"
         raise DataError("num_samples", f"none of the {num_samples} draws {what} the evidence "
-                        f"{_describe(evidence)}; draw more" +
+                        f"{describe_evidence(evidence)}; draw more" +
                         (" or use method='importance'" if method == "ancestral" else ""))
     w = (log_w - log_w.max()).exp()
     total = w.sum()
@@ -252,5 +252,5 @@ def _named(net: "BayesNet", arrays: Mapping[str, np.ndarray]) -> dict[str, dict[
     return {v: {s: float(p) for s, p in zip(net.states[v], a)} for v, a in arrays.items()}
 
 
-def _describe(evidence: Mapping[str, str]) -> str:
+def describe_evidence(evidence: Mapping[str, str]) -> str:
     return ", ".join(f"{v}={s}" for v, s in evidence.items()) or "(none)"
