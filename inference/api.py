@@ -17,14 +17,14 @@ import torch
 from pyro import poutine
 from pyro.util import get_rng_state, set_rng_state
 
-from ppl_models.data import plain_data, show_value
+from ppl_models.data import plain_data
 from ppl_models.registry import resolve
 
 from .errors import InputError
 from .evidence import check_observed
 from .mcmc import run_mcmc
 from .optim import run_point, run_svi
-from .options import BACKENDS, METHODS, OPTIONS, check_options, check_progress, check_seed, describe
+from .options import BACKENDS, METHODS, OPTIONS, check_method, check_options, check_progress, check_seed, describe
 from .posterior import Posterior, check_pointwise
 from .predictive import sample_discrete
 from .structure import _reported_input_error, inspect_model, program_failure
@@ -149,13 +149,7 @@ def fit(model: Any, data: dict | None = None, method: str | None = None, seed: i
         inference.errors.ModelError: the model's or guide's own code raised (a bug in the program).
     """
     spec, fn, name = resolve(model)  # not a model at all: a DataError, which is an InputError
-    if method is None:
-        method = spec.default_method if spec is not None else "nuts"
-    if not isinstance(method, str) or method not in METHODS:
-        raise InputError("method", f"unknown method {show_value(method)}; choose one of {', '.join(METHODS)}")
-    if spec is not None and method not in spec.engines:
-        raise InputError("method", f"{method!r} does not apply to model {spec.name!r}; "
-                         f"it supports {', '.join(spec.engines)}")
+    method = check_method(method, spec)
     # every option is checked before any work starts (the data's conversion included)
     seed = check_seed(seed)
     progress = check_progress(progress)

@@ -103,7 +103,7 @@ class LocalExecutor(Executor):
     def __exit__(self, *exc: Any) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
-            self._stop(pool)
+            self._stop(pool, now=exc[0] is not None)
 
     @staticmethod
     def _new_pool(workers: int) -> Any:
@@ -113,8 +113,17 @@ class LocalExecutor(Executor):
                                    initializer=_one_thread)
 
     @staticmethod
-    def _stop(pool: Any) -> None:
-        # an interrupt or error: drop the queued jobs and stop the workers now, not after their jobs
+    def _stop(pool: Any, now: bool) -> None:
+        """Done: let the workers exit by themselves (a terminated worker leaves its queue's semaphores to the
+        resource tracker, which warns about them at exit). After an interrupt or error (`now`): drop the
+        queued jobs and stop the workers at once, not after their jobs."""
+        if not now:
+            pool.shutdown(wait=True)
+            return
+        if hasattr(pool, "terminate_workers"):  # Python 3.14+
+            pool.terminate_workers()
+            return
+        # before 3.14 no public API reaches the pool's processes
         processes = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
         for process in processes:
@@ -148,10 +157,10 @@ class LocalExecutor(Executor):
         except BaseException:
             if kept:  # the kept pool is unusable after an interrupt: stop it now
                 self._pool = None
-            self._stop(pool)
+            self._stop(pool, now=True)
             raise
         if not kept:
-            self._stop(pool)
+            self._stop(pool, now=False)
 
 
 def _ray_call(fn: Callable[[Any], Any], job: Any) -> Any:

@@ -247,6 +247,22 @@ def check_options(method: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return settings
 
 
+def check_method(method: Any, spec: Any = None) -> str:
+    """`method` checked against `METHODS` and, for a registered model (`spec`, a `ppl_models.ModelSpec`),
+    against the engines it supports; None picks the model's default (NUTS for a user's program).
+
+    Raises `InputError("method", ...)` naming the choices.
+    """
+    if method is None:
+        return spec.default_method if spec is not None else "nuts"
+    if not isinstance(method, str) or method not in METHODS:
+        raise InputError("method", f"unknown method {show_value(method)}; choose one of {', '.join(METHODS)}")
+    if spec is not None and method not in spec.engines:
+        raise InputError("method", f"{method!r} does not apply to model {spec.name!r}; "
+                                   f"it supports {', '.join(spec.engines)}")
+    return method
+
+
 def check_seed(seed: Any) -> int:
     """`seed` as an int in [0, 2**32 - 1] (NumPy's seed range); `InputError("seed", ...)` otherwise."""
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):

@@ -596,22 +596,14 @@ def sbc(model: Any, data: dict | None = None, method: str = "nuts", replicates: 
         >>> r.verdicts["p"]                                              # doctest: +SKIP
         'passes: the ECDF of 30 ranks stays inside the 95.0% simultaneous band'
     """
-    from ppl_models.data import DataError
     from ppl_models.registry import resolve
 
     from .executors import _model_ref, check_picklable, make_executor
-    from .options import METHODS, check_options, check_seed
+    from .options import check_method, check_options, check_seed
 
     start = time.perf_counter()
-    try:
-        spec, fn, name = resolve(model)
-    except DataError as exc:
-        raise InputError(exc.field, exc.problem) from None
-    if not isinstance(method, str) or method not in METHODS:
-        raise InputError("method", f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if spec is not None and method not in spec.engines:
-        raise InputError("method", f"{method!r} does not apply to model {spec.name!r}; it supports "
-                                   f"{', '.join(spec.engines)}")
+    spec, fn, name = resolve(model)  # not a model: a DataError, which is an InputError
+    method = check_method(method, spec)
     replicates = _check_replicates(replicates)
     seed = check_seed(seed)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:

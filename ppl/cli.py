@@ -255,15 +255,20 @@ def describe_model(spec) -> str:
     return "\n".join(lines)
 
 
-def cmd_fit(args: argparse.Namespace) -> int:
-    from inference import METHODS
+def _method(spec, method: str | None, flag: str = "--method") -> str:
+    """A method flag checked by `inference.options.check_method` (the one place that knows the methods)."""
+    from inference.options import check_method
+    from ppl_models.errors import InputError
 
+    try:
+        return check_method(method, spec)
+    except InputError as exc:
+        raise UsageError(f"{flag}: {exc.problem}") from None
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
     spec = _spec(args.name)
-    method = args.method or spec.default_method
-    if method not in METHODS:
-        raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if method not in spec.engines:
-        raise UsageError(f"method {method!r} does not apply to model {spec.name!r}; it supports {', '.join(spec.engines)}")
+    method = _method(spec, args.method)
     options = _fit_options(args, method)
     options["pointwise"] = {"auto": "auto", "yes": True, "no": False}[args.pointwise]
     data = _load_data(spec, args)
@@ -334,16 +339,12 @@ def _check(spec, post, data: dict):
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from inference import METHODS, compare
+    from inference import compare
 
     spec = _spec(args.name)
     methods = args.methods
     for method in methods or ():
-        if method not in METHODS:
-            raise UsageError(f"--methods: unknown method {method!r}; choose among {', '.join(METHODS)}")
-        if method not in spec.engines:
-            raise UsageError(f"--methods: {method!r} does not apply to model {spec.name!r}; it supports "
-                             f"{', '.join(spec.engines)}")
+        _method(spec, method, "--methods")
     data = _load_data(spec, args)
     progress = not (args.quiet or args.json)
     if args.out is not None and not args.out.strip():
@@ -437,17 +438,10 @@ def _add_sbc(sub: Any) -> None:
 
 
 def cmd_sbc(args: argparse.Namespace) -> int:
-    from inference import METHODS
-
     from .sbc_run import SBCInterrupted, check_executor_flags, run_sbc
 
     spec = _spec(args.name)
-    method = args.method or spec.default_method
-    if method not in METHODS:
-        raise UsageError(f"--method: unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if method not in spec.engines:
-        raise UsageError(f"--method: {method!r} does not apply to model {spec.name!r}; it supports "
-                         f"{', '.join(spec.engines)}")
+    method = _method(spec, args.method)
     if not 1 <= args.replicates <= 100_000:
         raise UsageError(f"--replicates: must be from 1 to 100000, got {args.replicates}")
     check_executor_flags(args.executor, args.address, args.workers)

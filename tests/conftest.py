@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,3 +78,44 @@ def pgmpy_sprinkler():
     )
     assert model.check_model()
     return model
+
+
+# a dimension ArviZ named itself (`p_dim_0`): the suite should have named it from a plate or the site's states
+PLACEHOLDER_DIM = re.compile(r"_dim_\d+$")
+
+
+def small_data(name: str) -> dict:
+    """A catalogue model's default data, cut down where a fit on all of it takes seconds (for tests of the
+    result's structure, which does not depend on the amount of data)."""
+    import ppl_models
+
+    data = ppl_models.get(name).default_data(seed=0)
+    if name == "vae":
+        return {**data, "x": data["x"][:24], "batch_size": 24}
+    if name == "graph_vae":
+        return {**data, "adjacency": data["adjacency"][:6], "features": data["features"][:6], "batch_size": 6}
+    if name in ("factor_analysis", "ppca"):
+        return {**data, "x": data["x"][:40]}
+    if name == "gmm":  # (HMC's fixed trajectory on the 150-point mixture took 80 s)
+        return {**data, "x": data["x"][::3]}
+    return data
+
+
+# ---- commands run as a user runs them ------------------------------------------------------------------
+BIN = Path(sys.executable).parent  # the environment the tests run in: where `make` put `ppl`
+
+
+def user_env() -> dict:
+    """A user's shell: the suite's environment on PATH; not inside `make test`'s make (whose MAKEFLAGS would
+    have a nested make print "make[1]: Leaving directory ...")."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    return {**env, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONWARNINGS": "ignore"}
+
+
+def run_as_user(argv: list[str], cwd: Path, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess:
+    """`argv` run in `cwd` from a user's shell; with `check`, a non-zero exit fails with the output's tail."""
+    done = subprocess.run(argv, cwd=cwd, env=user_env(), capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert done.returncode == 0, \
+            f"{shlex.join(argv)} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    return done

@@ -6,6 +6,8 @@ from __future__ import annotations
 import html.parser
 import re
 import shutil
+import subprocess
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,9 +19,7 @@ from ppl import demo, sbc_section
 from ppl.checks import CHECKS, Check, combine, run_check, within_mcse
 from ppl.report import ModelReport, inline_svg, page
 
-TINY = {"nuts": {"num_chains": 1, "num_samples": 40, "num_warmup": 40},
-        "hmc": {"num_chains": 1, "num_samples": 40, "num_warmup": 40},
-        "svi": {"num_steps": 60, "num_samples": 10}, "map": {"num_steps": 60}, "mle": {"num_steps": 60}}
+from conftest import REPO, run_as_user
 
 
 class _Links(html.parser.HTMLParser):
@@ -39,16 +39,31 @@ class _Links(html.parser.HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def report_dir(tmp_path_factory) -> Path:
-    """The whole demo, every registered model, with tiny budgets (the model's own options kept)."""
-    mp = pytest.MonkeyPatch()
-    mp.setattr(demo, "demo_options", lambda spec, method: {**dict(spec.demo), **TINY[method]})
-    out = tmp_path_factory.mktemp("demo") / "out"
-    try:
-        demo.run_demo(out, progress=False)
-    finally:
-        mp.undo()
-    return out
+def made_run() -> subprocess.CompletedProcess:
+    """`make run` exactly as the README writes it, in the checkout: the set-up (already done there: a no-op),
+    then the whole demo at its own budgets into demo-out/. Run once; the tests below read its page."""
+    started = time.time()
+    done = run_as_user(["make", "run"], REPO, timeout=1500, check=False)
+    done.started = started
+    return done
+
+
+@pytest.fixture(scope="module")
+def report_dir(made_run) -> Path:
+    index = REPO / "demo-out" / "index.html"
+    assert index.is_file() and index.stat().st_mtime >= made_run.started, \
+        "make run wrote no new page:\n" + made_run.stdout[-2000:] + made_run.stderr[-2000:]
+    return REPO / "demo-out"
+
+
+@pytest.mark.slow
+def test_make_run_passes_every_oracle_check_and_ends_by_naming_the_page_to_open(made_run, report_dir):
+    """Exit 0: every fit ran and every oracle check passed at the demo's budgets (the VAE's and the GraphVAE's
+    among them, whose checks fail an untrained network: below)."""
+    assert made_run.returncode == 0, made_run.stdout[-3000:] + made_run.stderr[-2000:]
+    assert made_run.stdout.rstrip().splitlines()[-1].startswith("Open demo-out/index.html in a web browser")
+    for name in CHECKS:
+        assert re.search(rf"^{name} .* passed$", made_run.stdout, flags=re.M), made_run.stdout
 
 
 @pytest.mark.slow
@@ -93,12 +108,6 @@ def test_report_shows_diagram_factorization_summary_and_check(report_dir):
     # the inline diagrams keep their ids apart
     ids = re.findall(r'\bid="([^"]+)"', text)
     assert len(ids) == len(set(ids))
-
-
-@pytest.mark.slow
-def test_bayes_net_at_demo_budget_passes_its_oracle(tmp_path):
-    report = demo.fit_one("bayes_net", tmp_path)
-    assert report.error is None and report.check.passed, report.check
 
 
 def test_failed_fit_is_reported_not_raised():
@@ -348,20 +357,16 @@ def test_ppca_check_against_tipping_bishop():
     assert not run_check("ppca", wrong, data).passed
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name, untrained_steps", [("vae", 5), ("graph_vae", 3)])
-def test_deep_model_check_fails_an_untrained_network_and_passes_a_trained_one(name, untrained_steps):
+def test_deep_model_check_fails_an_untrained_network(name, untrained_steps):
     """The VAE's held-out ELBO must beat independent pixels, the GraphVAE's held-out reconstructions must
-    beat chance: a few SVI steps do not, the demo's budget does."""
+    beat chance: a few SVI steps do not (the demo's budget does: `make run` above passes both checks)."""
     from inference import fit
 
     data = ppl_models.get(name).default_data(seed=0)
     untrained = fit(name, data, method="svi", num_steps=untrained_steps, num_samples=10, progress=False)
     result = run_check(name, untrained, data)
     assert result is not None and not result.passed, result.text
-    trained = fit(name, data, method="svi", **dict(ppl_models.get(name).demo), progress=False)
-    result = run_check(name, trained, data)
-    assert result.passed, result.text
 
 
 def test_mcse_is_arviz_s_whether_or_not_numba_is_installed():

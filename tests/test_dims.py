@@ -10,8 +10,6 @@ the batch dimensions of its site, the observed data the dimensions of its value 
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pyro
 import pyro.distributions as dist
@@ -20,27 +18,14 @@ import torch
 
 import ppl_models
 from benchmarks.corpus import PROGRAMS
+from conftest import PLACEHOLDER_DIM, small_data
 from inference import fit
 from inference.structure import inspect_model
 
-PLACEHOLDER = re.compile(r"_dim_\d+$")
 GROUPS = ("posterior", "prior", "log_likelihood", "posterior_predictive", "prior_predictive", "observed_data")
 
 FIT = {"map": {"num_steps": 5}, "svi": {"num_steps": 5, "num_samples": 4},
        "nuts": {"num_chains": 1, "num_samples": 4, "num_warmup": 4}}
-
-
-def small_data(name: str) -> dict | None:
-    """The default data, cut down where a fit on all of it takes seconds (the names do not depend on it)."""
-    spec = ppl_models.get(name)
-    data = spec.default_data(seed=0)
-    if name == "vae":
-        return {**data, "x": data["x"][:24], "batch_size": 24}
-    if name == "graph_vae":
-        return {**data, "adjacency": data["adjacency"][:6], "features": data["features"][:6], "batch_size": 6}
-    if name in ("factor_analysis", "ppca"):
-        return {**data, "x": data["x"][:40]}
-    return data
 
 
 def catalogue_posterior(name: str):
@@ -64,7 +49,7 @@ def placeholders(idata) -> list[str]:
         if group not in idata.groups():
             continue
         for var, array in idata[group].data_vars.items():
-            found += [f"{group}/{var}: {dim}" for dim in array.dims if PLACEHOLDER.search(dim)]
+            found += [f"{group}/{var}: {dim}" for dim in array.dims if PLACEHOLDER_DIM.search(dim)]
     return found
 
 

@@ -8,13 +8,12 @@ import re
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, run_as_user, user_env
 
 
 def _python_blocks(text: str) -> list[str]:
@@ -53,30 +52,15 @@ def test_readme_shows_a_diagram_of_every_model_and_names_only_existing_images():
 
 
 # ---- every shell command of the README, run as written ------------------------------------------------
-BIN = Path(sys.executable).parent  # the environment the tests run in: where `make` put `ppl`
-
-
 def _readme_commands() -> list[list[str]]:
     """The README's shell commands (lines of its ```bash blocks), as argument lists, comments dropped."""
     blocks = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
     return [argv for block in blocks for line in block.splitlines() if (argv := shlex.split(line, comments=True))]
 
 
-def _env() -> dict:
-    """A user's shell: the suite's environment on PATH; not inside `make test`'s make (whose MAKEFLAGS would
-    have a nested make print "make[1]: Leaving directory ...")."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
-    return {**env, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONWARNINGS": "ignore"}
-
-
-def _run(argv: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
-    done = subprocess.run(argv, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{shlex.join(argv)} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
-    return done
-
-
 def test_the_readme_shows_only_commands_a_test_runs():
-    """`make test` is what CI runs (above); every other command is run by a test below."""
+    """`make test` is what CI runs (above); `make run` runs in tests/test_demo.py (whose report tests read
+    its page); every other command is run by a test below."""
     commands = _readme_commands()
     assert ["make", "run"] in commands and ["make", "test"] in commands and ["make", "notebooks"] in commands
     assert ["ppl", "render", "coin_mixture", "--out", "cm.svg", "--query", "x _|_ theta | z"] in commands
@@ -88,7 +72,7 @@ def test_the_readme_shows_only_commands_a_test_runs():
 def test_every_ppl_command_of_the_readme_runs_as_written(tmp_path):
     outputs = {}
     for argv in (c for c in _readme_commands() if c[0] == "ppl"):
-        outputs[shlex.join(argv)] = _run(argv, tmp_path).stdout
+        outputs[shlex.join(argv)] = run_as_user(argv, tmp_path).stdout
     assert "true (d-separated)" in outputs["ppl render coin_mixture --out cm.svg --query 'x _|_ pi | z'"]
     assert "false (d-connected)" in outputs["ppl render coin_mixture --out cm.svg --query 'x _|_ theta | z'"]
     assert (tmp_path / "cm.svg").is_file()
@@ -101,19 +85,10 @@ def test_every_ppl_command_of_the_readme_runs_as_written(tmp_path):
 
 
 @pytest.mark.slow
-def test_make_run_as_written_ends_by_naming_the_page_to_open():
-    """`make run` exactly as the README writes it, in the checkout: set-up (already done: a no-op), then the
-    demo at its own budgets, every oracle check passing (exit 0); it replaces only its own demo-out/."""
-    done = _run(["make", "run"], REPO, timeout=1200)
-    assert done.stdout.rstrip().splitlines()[-1].startswith("Open demo-out/index.html in a web browser")
-    assert (REPO / "demo-out" / "index.html").is_file()
-
-
-@pytest.mark.slow
 def test_make_notebooks_as_written_serves_the_notebooks():
     """`make notebooks` installs JupyterLab and serves notebooks/ (stopped once it prints its address;
     BROWSER=true stands in for the browser it would open)."""
-    server = subprocess.Popen(["make", "notebooks"], cwd=REPO, env={**_env(), "BROWSER": "true"}, text=True,
+    server = subprocess.Popen(["make", "notebooks"], cwd=REPO, env={**user_env(), "BROWSER": "true"}, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     seen: list[str] = []
     try:
