@@ -41,7 +41,9 @@ notebooks: install graphviz
 # points at PyTorch's CPU index. Not part of `make test`.
 PYTHON312 ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.12*/bin/python) python3.12)
 VENV1     ?= .venv-arviz1
-ARVIZ1_TESTS ?= tests/test_arviz.py tests/test_engines.py tests/test_summary_states.py tests/test_compare.py
+ARVIZ1_TESTS ?= tests/test_arviz.py tests/test_arviz_compat_notebooks.py tests/test_engines.py tests/test_summary_states.py \
+                tests/test_compare.py tests/test_big_data.py tests/test_dims.py tests/test_cli.py tests/test_sbc.py \
+                tests/test_notebooks.py
 
 test-arviz1: graphviz
 	@test -x $(VENV1)/bin/python || $(PYTHON312) -m venv $(VENV1)

@@ -21,7 +21,8 @@ the same thing under both versions:
   prior and the likelihood, 1.x ``az.psense_summary``; both as one table with priorsense's diagnosis.
 - `to_netcdf` / `from_netcdf` write and read every group (netCDF4 groups through h5netcdf), the file read
   back whole into memory.
-- `plot_trace`, `plot_forest`, `plot_dist` draw with matplotlib and return the figure.
+- `plot_trace`, `plot_forest`, `plot_dist` draw with matplotlib and return the figure; `plot_forest_fits`
+  draws several fits' intervals side by side (the notebooks' comparisons) and returns the intervals' axes.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ import pandas as pd
 import xarray as xr
 
 import arviz as az
+
+from .errors import InputError
 
 ARVIZ_VERSION: str = az.__version__
 ARVIZ_1: bool = int(ARVIZ_VERSION.split(".")[0]) >= 1
@@ -208,9 +211,23 @@ def constant_log_likelihood(ll: xr.DataArray) -> bool:
     return bool(np.all(values == values[:1]))
 
 
+# PSIS fits a Pareto tail to the largest ceil(min(S / 5, 3 sqrt(S))) of S draws' ratios; 1.x refuses fewer than
+# 5 ("n_draws_tail must be at least 5"), 0.x only warns: the same limit under both, S >= 25
+MIN_LOO_DRAWS = 25
+
+
+def _check_loo_draws(ll: xr.DataArray | xr.Dataset, name: str = "") -> None:
+    draws = ll.sizes["chain"] * ll.sizes["draw"]
+    if draws < MIN_LOO_DRAWS:
+        raise InputError("draws", f"PSIS-LOO{' of ' + name if name else ''} needs at least {MIN_LOO_DRAWS} draws "
+                                  f"(chains x draws) to fit its Pareto tail; the result has {draws}")
+
+
 def loo(data: Native, var_name: str | None = None) -> Loo:
     """``az.loo`` (pointwise), its numbers by one name under both versions; with several observed sites
-    and no `var_name`, of their joint log-likelihood per observation."""
+    and no `var_name`, of their joint log-likelihood per observation.
+
+    Raises `InputError("draws", ...)` for fewer than `MIN_LOO_DRAWS` draws (where the log-likelihood varies)."""
     if var_name is None:
         data = _joint_log_likelihood(data)
     ll = group(data, "log_likelihood")
@@ -222,6 +239,7 @@ def loo(data: Native, var_name: str | None = None) -> Loo:
         n = pointwise.size
         return Loo(float(pointwise.sum()), 0.0 if n < 2 else float(np.sqrt(n * pointwise.var())), 0.0,
                    np.full(n, -np.inf), None)
+    _check_loo_draws(ll)
     result = az.loo(data, pointwise=True, var_name=var_name)
     if ARVIZ_1:
         return Loo(float(result.elpd), float(result.se), float(result.p), np.asarray(result.pareto_k), result)
@@ -230,8 +248,12 @@ def loo(data: Native, var_name: str | None = None) -> Loo:
 
 
 def compare(fits: dict[str, Native]) -> pd.DataFrame:
-    """``az.compare`` (PSIS-LOO, stacking weights), columns `COMPARE_COLUMNS` (1.x's names) under both."""
+    """``az.compare`` (PSIS-LOO, stacking weights), columns `COMPARE_COLUMNS` (1.x's names) under both.
+
+    Raises `InputError("draws", ...)` naming a fit of fewer than `MIN_LOO_DRAWS` draws."""
     fits = {name: _joint_log_likelihood(d) for name, d in fits.items()}
+    for name, d in fits.items():
+        _check_loo_draws(group(d, "log_likelihood"), name)
     table = pd.DataFrame(az.compare(fits, round_to="none") if ARVIZ_1 else az.compare(fits))
     if not ARVIZ_1:
         table = table.rename(columns={"elpd_loo": "elpd", "p_loo": "p"})
@@ -432,7 +454,37 @@ def plot_dist(data: Native, var_names: Any = None, coords: dict | None = None):
     return _plot("plot_dist", "plot_posterior", data, var_names=var_names, coords=coords)
 
 
-__all__ = ["ARVIZ_1", "ARVIZ_VERSION", "SUMMARY_COLUMNS", "COMPARE_COLUMNS", "SENSITIVITY_THRESHOLD", "Loo",
+def plot_forest_fits(fits: dict[str, Native], var_names: Any = None, coords: dict | None = None,
+                     hdi_prob: float = HDI_PROB, figsize: tuple[float, float] | None = None):
+    """Several fits' highest-density intervals side by side, one colour per fit and a legend naming them:
+    1.x ``az.plot_forest({name: DataTree, ...}, combined=True, ci_kind="hdi", ci_probs=(0.5, hdi_prob))``,
+    0.x ``az.plot_forest([idata, ...], model_names=[name, ...], combined=True, hdi_prob=hdi_prob)``.
+
+    The fits may differ in their numbers of chains and draws (four NUTS chains, one chain of guide draws, a
+    single point estimate, which is drawn as a point). Returns the matplotlib axes holding the intervals (x:
+    the values; its figure is ``ax.figure``), for reference lines and a title."""
+    names = list(fits)
+    if not ARVIZ_1:
+        axes = az.plot_forest([fits[name] for name in names], model_names=names, var_names=var_names,
+                              coords=coords, combined=True, hdi_prob=hdi_prob, figsize=figsize, show=False)
+        return np.ravel(np.asarray(axes, dtype=object))[0]
+    # arviz-plots stacks the fits along a "model" dimension: fits of other sizes are aligned here on the
+    # union of their chains and draws, the padding NaN, which the interval and the point estimate skip
+    posteriors = xr.align(*(group(fits[name], "posterior") for name in names), join="outer")
+    trees = {name: xr.DataTree.from_dict({"posterior": ds}) for name, ds in zip(names, posteriors)}
+    skip = {"skipna": True}
+    pc = az.plot_forest(trees, var_names=var_names, coords=coords, combined=True, ci_kind="hdi",
+                        ci_probs=(0.5, hdi_prob) if hdi_prob > 0.5 else (hdi_prob / 2, hdi_prob),
+                        stats={"trunk": skip, "twig": skip, "point_estimate": skip}, backend="matplotlib",
+                        **({"figure_kwargs": {"figsize": figsize}} if figsize else {}))
+    ax = pc.viz["plot"].sel(column="forest").item()
+    twigs = next(iter(pc.viz["twig"].to_dataset().data_vars.values()))  # one line per fit (and index)
+    ax.legend([twigs.sel(model=name).values.flat[0] for name in names], names, fontsize=8, frameon=False)
+    return ax
+
+
+__all__ = ["ARVIZ_1", "ARVIZ_VERSION", "SUMMARY_COLUMNS", "COMPARE_COLUMNS", "SENSITIVITY_THRESHOLD", "MIN_LOO_DRAWS", "Loo",
            "make_attrs", "dict_to_dataset", "from_datasets", "groups", "has_group", "group", "attrs",
            "to_netcdf", "from_netcdf", "summary", "select_names", "loo", "compare", "ess", "rhat", "mcse",
-           "psislw", "ecdf_band", "prior_sensitivity", "sensitive_parameters", "plot_trace", "plot_forest", "plot_dist"]
+           "psislw", "ecdf_band", "prior_sensitivity", "sensitive_parameters", "plot_trace", "plot_forest", "plot_dist",
+           "plot_forest_fits"]

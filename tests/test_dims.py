@@ -20,6 +20,7 @@ import ppl_models
 from benchmarks.corpus import PROGRAMS
 from conftest import PLACEHOLDER_DIM, small_data
 from inference import fit
+from inference import arviz_compat as azc
 from inference.structure import inspect_model
 
 GROUPS = ("posterior", "prior", "log_likelihood", "posterior_predictive", "prior_predictive", "observed_data")
@@ -46,7 +47,7 @@ def corpus_posterior(name: str):
 def placeholders(idata) -> list[str]:
     found = []
     for group in GROUPS:
-        if group not in idata.groups():
+        if group not in azc.groups(idata):
             continue
         for var, array in idata[group].data_vars.items():
             found += [f"{group}/{var}: {dim}" for dim in array.dims if PLACEHOLDER_DIM.search(dim)]
@@ -57,7 +58,7 @@ def placeholders(idata) -> list[str]:
 def test_every_catalogue_model_names_every_dimension(name):
     idata = catalogue_posterior(name).to_arviz()  # cheap fits: catalogue_posterior keeps budgets small
     assert not placeholders(idata), placeholders(idata)
-    assert {"posterior", "observed_data"} <= set(idata.groups())
+    assert {"posterior", "observed_data"} <= set(azc.groups(idata))
 
 
 @pytest.mark.parametrize("name", sorted(PROGRAMS))

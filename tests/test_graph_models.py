@@ -186,8 +186,12 @@ def test_encoder_is_permutation_invariant():
 
 @pytest.fixture(scope="module")
 def graph_fit():
+    import inference.optim
+
     train, test = gv.family_split(seed=0)
-    post = fit("graph_vae", method="svi", num_steps=400, num_samples=2, progress=False, seed=0)
+    with pytest.MonkeyPatch.context() as mp:  # the fit's Pareto-k diagnostic (25 s here) is not under test
+        mp.setattr(inference.optim, "NUM_DRAWS", 50)
+        post = fit("graph_vae", method="svi", num_steps=400, num_samples=2, progress=False, seed=0)
     return post, train, test
 
 

@@ -135,6 +135,21 @@ def test_parameters_are_global_sites_elementwise_and_local_ones_are_skipped_with
     assert names == ["theta[0]", "theta[1]", "pi[0]", "pi[1]"] and "one value per data point" in skipped["z"]
 
 
+@pytest.mark.slow
+def test_a_user_program_copied_as_written_is_calibrated_by_nuts():
+    """A program the suite did not write (benchmarks/corpus/poisson_glm.py: ``torch.exp(b0 + X @ b)`` in a
+    data plate, ``y=None`` to simulate): its observed `y` is simulated from the prior at X's shape, each
+    element of its global sites is ranked, and NUTS passes."""
+    from benchmarks.corpus import PROGRAMS
+
+    program = PROGRAMS["poisson_glm"]
+    data = program.data(seed=0)
+    r = sbc(program.model, {"X": data["X"][:20], "y": data["y"][:20]}, method="nuts", replicates=20, seed=0,
+            executor="serial", progress=False, num_chains=1, num_samples=100, num_warmup=100)
+    assert r.params == ["b0", "b[0]", "b[1]", "b[2]"] and not r.failed and not r.skipped
+    assert r.passed, str(r)
+
+
 def test_bad_input_is_one_input_error_naming_the_field(monkeypatch):
     with pytest.raises(InputError, match="^replicates:"):
         sbc("coin", replicates=0)
