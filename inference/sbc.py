@@ -55,6 +55,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from .errors import InputError
+from .options import MCMC
 from .uniformity import MIN_REPLICATES, Uniformity, binomial_test, ecdf_test, pit_value
 
 MIN_DRAWS = 20  # a replicate whose thinned draws are fewer than this is flagged (its ranks stay valid, coarse)
@@ -63,7 +64,6 @@ PRIOR_DRAWS = 1000  # fresh prior draws for the data-averaged-posterior check
 # parameter PRIOR_CHECK_LEVEL / P), so that the two together rarely raise a false alarm on a calibrated engine
 PRIOR_CHECK_LEVEL = 0.01
 POINT_METHODS = ("map", "mle")
-MCMC_METHODS = ("nuts", "hmc")
 MAX_REPLICATES = 100_000
 
 
@@ -260,7 +260,7 @@ def _fill(rep: Replicate, job: SBCJob, sim_seed: int, fit_seed: int, rank_seed: 
         rep.truth[p] = float(np.asarray(truth[site])[index])
     thin = 1
     exact = bool(getattr(post, "exact", False))
-    if job.method in MCMC_METHODS and not exact:
+    if job.method in MCMC and not exact:
         from . import arviz_compat
 
         ess = []
@@ -423,7 +423,7 @@ class SBCResult:
                          "replicates (binomial test), not the spread")
         draws = [min(r.draws.values()) for r in self.ok if r.draws]
         if draws and self.method not in POINT_METHODS:
-            how = " (MCMC draws thinned to about their ESS)" if self.method in MCMC_METHODS else ""
+            how = " (MCMC draws thinned to about their ESS)" if self.method in MCMC else ""
             lines.append(f"draws ranked per replicate{how}: median {int(np.median(draws))}, fewest {min(draws)}")
         width = max((len(p) for p in self.params), default=0)
         for p, text in self.verdicts.items():
