@@ -25,7 +25,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -81,14 +81,14 @@ class Comparison:
                                     "elpd_loo_se": np.nan, "pareto_k": np.nan, "converged": "-",
                                     "problems": f"failed: {run.error}"}
                 continue
-            elpd, se = _loo(post)
+            loo = _loo(post)
             convergence = getattr(post, "convergence", None)
             approximation = getattr(post, "approximation", None)
-            problems = post.problems()
+            problems = post.problems() + ([loo.why_not] if loo.why_not else [])
             rows[run.method] = {
                 "seconds": round(run.seconds, 1),
                 "draws": post.num_chains * post.num_draws,
-                "elpd_loo": elpd, "elpd_loo_se": se,
+                "elpd_loo": loo.elpd, "elpd_loo_se": loo.se,
                 "pareto_k": approximation.pareto_k if approximation is not None else np.nan,
                 "converged": "-" if convergence is None else ("yes" if convergence.converged else "no"),
                 "problems": "; ".join(problems) if problems else "none",
@@ -112,20 +112,28 @@ class Comparison:
         return "\n".join(lines)
 
 
-def _loo(post: Any) -> tuple[float, float]:
-    """elpd LOO and its standard error, or NaN where it does not apply (one draw, no log-likelihood)."""
+class _Loo(NamedTuple):
+    elpd: float
+    se: float
+    why_not: str | None  # where an elpd that applies could not be computed: why, in one line
+
+
+def _loo(post: Any) -> _Loo:
+    """elpd LOO and its standard error; NaN where it does not apply (a point estimate, a model without
+    observations) and, with the reason, where it applies but could not be computed."""
     if post.num_chains * post.num_draws < 2:
-        return math.nan, math.nan
+        return _Loo(math.nan, math.nan, None)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             idata = post.to_arviz(prior=False, predictive=False)
             if not azc.has_group(idata, "log_likelihood"):
-                return math.nan, math.nan
+                return _Loo(math.nan, math.nan, None)
             loo = azc.loo(idata)
-        return loo.elpd, loo.se
-    except Exception:  # noqa: BLE001 (a model whose pointwise log-likelihood ArviZ cannot read: no elpd)
-        return math.nan, math.nan
+        return _Loo(loo.elpd, loo.se, None)
+    except Exception as exc:  # noqa: BLE001 (too few draws, a log-likelihood ArviZ cannot read: said in the row)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return _Loo(math.nan, math.nan, f"elpd_loo not computed: {first}")
 
 
 def compare(model: Any, data: dict | None = None, methods: tuple[str, ...] | list[str] | None = None,

@@ -86,3 +86,16 @@ def test_cli_out_writes_the_comparison_whole_and_never_over_a_users_file(capsys,
     err = capsys.readouterr().err
     assert err.startswith("ppl: error: --out") and len(err.strip().splitlines()) == 1
     assert (mine / "notes.txt").read_text() == "keep" and sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+
+
+def test_an_elpd_that_could_not_be_computed_says_why_in_the_problems_column():
+    """Leave-one-out needs 25 draws (`arviz_compat.MIN_LOO_DRAWS`): a NUTS run of 20 gets NaN and the reason,
+    where a point estimate's NaN (LOO does not apply to it) adds no problem."""
+    comparison = compare("coin", FLIPS, methods=("nuts", "map"), progress=False,
+                         options={"nuts": {"num_chains": 1, "num_warmup": 20, "num_samples": 20}})
+    methods = comparison.methods_table()
+    assert np.isnan(methods.loc["nuts", "elpd_loo"]) and np.isnan(methods.loc["map", "elpd_loo"])
+    assert "elpd_loo not computed" in methods.loc["nuts", "problems"], methods.loc["nuts", "problems"]
+    assert "draws" in methods.loc["nuts", "problems"]
+    assert "elpd_loo" not in methods.loc["map", "problems"]
+    assert "nuts problems:" in comparison.report() and "elpd_loo not computed" in comparison.report()

@@ -36,7 +36,7 @@ import operator
 import torch
 import torch.fx as fx
 
-__all__ = ["record", "simplify", "count_operations", "has_checks", "checks_as_output", "ELEMENTWISE_BACKWARD"]
+__all__ = ["record", "simplify", "count_operations", "has_checks", "checks_as_output", "BEFORE_VMAP"]
 
 aten = torch.ops.aten
 
@@ -45,15 +45,20 @@ aten = torch.ops.aten
 _NO_OPS = {aten.detach.default, aten.alias.default, aten.lift_fresh_copy.default}
 # shape-only operations: a no-op when the result has the input's shape
 _VIEWS = {aten.expand.default, aten.view.default, aten._unsafe_view.default, aten.reshape.default}
-# elementwise gradient kernels that do not broadcast their operands: `torch.func.vmap`'s batching rules call
-# them with an unbatched gradient (``log_sigmoid_backward(grad (1,), x (C, 1), buffer (C, 1))``), which
-# computes the right values but has torch warn, once per call, that resizing an output is deprecated. A
-# recorded gradient that is to be vectorised is recorded with these decomposed into plain pointwise
-# operations (``record(..., decompose=ELEMENTWISE_BACKWARD)``), which broadcast.
-ELEMENTWISE_BACKWARD = tuple(getattr(aten, name) for name in (
+# operations recorded decomposed in a one-chain graph that is to be vectorised (``record(...,
+# decompose=BEFORE_VMAP)``), because `torch.func.vmap` handles them badly:
+# - elementwise gradient kernels that do not broadcast their operands: vmap's batching rules call them
+#   with an unbatched gradient (``log_sigmoid_backward(grad (1,), x (C, 1), buffer (C, 1))``), which
+#   computes the right values but has torch warn, once per call, that resizing an output is deprecated;
+#   decomposed, they are plain pointwise operations, which broadcast;
+# - in-place scatters, which some backward formulas use (``cumprod``'s, in the LKJ prior's
+#   ``CorrCholeskyTransform``): vmap has no batching rule for them, so it loops over the chains and
+#   prints a C++ "performance drop" warning to stderr that Python's warning filters cannot silence;
+#   decomposed, they are the out-of-place scatter (which has one) and a copy.
+BEFORE_VMAP = tuple(getattr(aten, name) for name in (
     "log_sigmoid_backward", "softplus_backward", "sigmoid_backward", "tanh_backward", "threshold_backward",
     "elu_backward", "hardtanh_backward", "leaky_relu_backward", "gelu_backward", "silu_backward")
-    if hasattr(aten, name))
+    if hasattr(aten, name)) + (aten.scatter_.value, aten.scatter_.src, aten.scatter_add_.default)
 
 
 def record(function, *inputs, decompose: tuple = ()) -> fx.GraphModule:

@@ -54,7 +54,7 @@ from torch.distributions import Distribution, biject_to
 
 from ..structure import ModelStructure, enumerable, program_line
 from .compile import compile_graph
-from .graph_passes import ELEMENTWISE_BACKWARD, checks_as_output, has_checks, record, simplify
+from .graph_passes import BEFORE_VMAP, checks_as_output, has_checks, record, simplify
 
 __all__ = ["Potential", "NotBatchable", "BATCHINGS", "is_numerical_failure"]
 
@@ -392,7 +392,7 @@ class Potential:
                 def one_chain(z):  # (make_fx wants a plain function)
                     return self._one_chain_value_and_grad(z)
 
-                graph = checks_as_output(simplify(record(one_chain, point, decompose=ELEMENTWISE_BACKWARD)))
+                graph = checks_as_output(simplify(record(one_chain, point, decompose=BEFORE_VMAP)))
             else:
                 def one_chain(z):
                     return (-self.one_chain_log_density(z),)
