@@ -165,6 +165,40 @@ def test_simplify_folds_the_arithmetic_distributions_and_their_gradients_leave_b
             assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+def test_simplify_joins_chains_of_permutes_and_reshapes():
+    """What vmap and Pyro's einsum leave between operations: a permute and its inverse vanish, a transpose
+    after a permute becomes one permute, a view of a view of a contiguous tensor one view (torch records a
+    reshape of a non-contiguous tensor as a copy and a view of the copy, which is contiguous); views of a
+    non-contiguous tensor are left alone (the first may be what makes the second possible). The function
+    is unchanged."""
+    def f(x):                                            # x: (2, 3, 4)
+        back = x.permute(2, 0, 1).permute(1, 2, 0)       # the identity
+        turned = x.permute(1, 2, 0).transpose(0, 2)      # one permute
+        flat = (x * 2.0).view(6, 4).view(24)             # one view
+        copied = x.transpose(0, 1).reshape(3, 8).reshape(24)   # transpose, copy, one view
+        strided = x.transpose(0, 1).view(3, 2, 2, 2).view(3, 2, 4)  # left as it is
+        return (back * 3.0, turned.sin(), flat.exp(), copied.cos(), strided.tan())
+
+    x = torch.randn(2, 3, 4)
+    gm = record(f, x)
+    shape_ops = (aten.permute.default, aten.transpose.int, aten.view.default, aten._unsafe_view.default,
+                 aten.reshape.default, aten.clone.default)
+
+    def counts(graph):
+        return sum(node.op == "call_function" and node.target in shape_ops for node in graph.graph.nodes)
+
+    before = counts(gm)
+    simplify(gm)
+    assert counts(gm) == before - 6, (before, counts(gm), gm.code)  # (5 folded, 1 repeated transpose by CSE)
+    assert any(node.op == "call_function" and node.target is aten.view.default and list(node.args[1]) == [3, 2, 2, 2]
+               for node in gm.graph.nodes), gm.code
+    assert sum(node.op == "call_function" and node.target is aten.permute.default for node in gm.graph.nodes) == 1
+    for _ in range(3):
+        x = torch.randn(2, 3, 4)
+        for got, want in zip(gm(x), f(x)):
+            assert torch.equal(got, want)
+
+
 def test_simplify_joins_the_gradients_of_slices_that_tile_a_tensor():
     """Pyro cuts the unconstrained vector into its sites with slices; their gradients, a sum of
     zero-padded pieces, become one `cat` (and only where the pieces tile the whole dimension)."""
