@@ -111,6 +111,7 @@ def run_mcmc(
     progress: bool = True,
     backend: str = "fast",
     warm_start: bool = True,
+    adaptation: str = "pooled",
     batching: str = "auto",
     compiler: str = "auto",
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
@@ -129,7 +130,8 @@ def run_mcmc(
 
         try:
             return run_fast_mcmc(model, data, structure, method=method, seed=seed, progress=progress,
-                                 warm_start=warm_start, batching=batching, compiler=compiler, **options)
+                                 warm_start=warm_start, adaptation=adaptation, batching=batching,
+                                 compiler=compiler, **options)
         except NoStartingPoint as exc:
             from .evidence import diagnose_start
 

@@ -36,6 +36,7 @@ GUIDES = ("normal", "mvn", "delta")
 # the fast backend's ways of batching the chains and of compiling (`inference.fast.BATCHINGS`, `COMPILERS`)
 BATCHINGS = ("auto", "vectorised", "chain plate")
 COMPILERS = ("auto", "torchscript", "python")
+ADAPTATIONS = ("pooled", "per chain")  # the fast backend's warm-up (`inference.fast.ADAPTATIONS`)
 OPTIMIZERS = ("lbfgs", "adam")
 
 SEED_MAX = 2**32 - 1  # NumPy's seed range: every engine's generator accepts any seed in [0, SEED_MAX]
@@ -186,6 +187,9 @@ ENGINE_OPTIONS: tuple[EngineOption, ...] = (
                  choices=BACKENDS),
     EngineOption("warm_start", "bool", _all(MCMC, True),
                  "the fast backend's warm-up starts from the curvature at the mode"),
+    EngineOption("adaptation", "choice", _all(MCMC, "pooled"),
+                 "the fast backend's warm-up: 'pooled' (one step size and metric for all chains, estimated from "
+                 "all of them), 'per chain' (each chain its own, as Stan)", choices=ADAPTATIONS),
     EngineOption("batching", "choice", _all(MCMC, "auto"),
                  "how the fast backend batches the chains: 'vectorised' (one chain's potential, vmapped: any "
                  "program), 'chain plate' (an outer plate: programs that broadcast); 'auto': the plate where it works",

@@ -20,7 +20,7 @@ import torch
 from pyro.infer.mcmc.util import initialize_model
 
 from inference import fit
-from inference.fast.adaptation import adaptation_windows
+from inference.fast.adaptation import WindowedCovariance, adaptation_windows
 from inference.fast.sampler import run_chains
 from inference.fast.tree import leaf_checkpoints
 from inference.mcmc import STAT_NAMES
@@ -105,10 +105,11 @@ def test_batched_potential_matches_pyro_potential_fn():
     assert torch.allclose(U2, U, rtol=1e-5) and torch.allclose(grad2, grad, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("pooled", [False, True], ids=["per chain", "pooled"])
 @pytest.mark.parametrize("full_mass", [False, True])
-def test_sampler_on_a_correlated_gaussian(full_mass):
+def test_sampler_on_a_correlated_gaussian(full_mass, pooled):
     """The batched NUTS alone, on N(m, S) with correlation 0.9 and scales 1 and 10: mean within 4 MCSE,
-    variances within 10 %."""
+    variances within 10 %; with the warm-up adapted per chain and pooled."""
     m = torch.tensor([1.0, -3.0], dtype=torch.float64)
     S = torch.tensor([[1.0, 0.9 * 10], [0.9 * 10, 100.0]], dtype=torch.float64)
     P = torch.linalg.inv(S)
@@ -120,8 +121,10 @@ def test_sampler_on_a_correlated_gaussian(full_mass):
     gen = torch.Generator().manual_seed(3)
     z0 = torch.rand(4, 2, generator=gen, dtype=torch.float64) * 4 - 2
     draws, stats = run_chains(value_and_grad, z0, num_samples=1000, num_warmup=500, full_mass=full_mass,
-                              generator=gen)
+                              generator=gen, pooled=pooled)
     assert set(stats) == set(STAT_NAMES) and stats["n_steps"].shape == (4, 1000)
+    step_sizes = stats["step_size"][:, -1]
+    assert (np.ptp(step_sizes) == 0) == pooled, step_sizes  # pooled: one step size for every chain
     d = draws.numpy()
     idata = az.from_dict(posterior={"x0": d[..., 0], "x1": d[..., 1]})
     mcse, rhat = az.mcse(idata), az.rhat(idata)
@@ -131,6 +134,28 @@ def test_sampler_on_a_correlated_gaussian(full_mass):
         assert float(rhat[name]) < 1.01
     assert abs(np.corrcoef(d[..., 0].ravel(), d[..., 1].ravel())[0, 1] - 0.9) < 0.03
     assert not stats["diverging"].any()
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_pooled_metric_is_the_mean_within_chain_covariance(dense):
+    """Pooled, the metric is the chains' within-chain covariance averaged, for every chain: chains sitting
+    at different means (two modes, say) do not inflate it, as pooling their draws would."""
+    gen = torch.Generator().manual_seed(0)
+    C, D, n = 4, 2, 4000
+    centres = torch.tensor([[-5.0, 0.0], [5.0, 0.0], [0.0, 5.0], [0.0, -5.0]], dtype=torch.float64)
+    scales = torch.tensor([1.0, 2.0, 1.0, 2.0], dtype=torch.float64)  # per chain; the mean variance is 2.5
+    estimator = WindowedCovariance(C, D, dense, torch.float64, pooled=True)
+    per_chain = WindowedCovariance(C, D, dense, torch.float64)
+    for _ in range(n):
+        z = centres + scales[:, None] * torch.randn(C, D, generator=gen, dtype=torch.float64)
+        estimator.add(z)
+        per_chain.add(z)
+    pooled = estimator.inverse_mass()
+    variances = torch.diagonal(pooled, dim1=-2, dim2=-1) if dense else pooled
+    assert torch.equal(pooled, pooled[:1].expand_as(pooled))                   # the same for every chain
+    assert torch.allclose(variances, torch.full_like(variances, 2.5), rtol=0.05)  # not ~ 2.5 + 12.5
+    own = torch.diagonal(per_chain.inverse_mass(), dim1=-2, dim2=-1) if dense else per_chain.inverse_mass()
+    assert torch.allclose(own, (scales ** 2)[:, None].expand_as(own), rtol=0.08)  # per chain: each its own
 
 
 # ---- the guards through fit ------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ def test_nothing_outside_the_wing_reaches_into_it():
 
 def test_the_options_name_the_wings_choices():
     assert options.BATCHINGS == fast.BATCHINGS
+    assert options.ADAPTATIONS == fast.ADAPTATIONS
     assert options.COMPILERS == fast.COMPILERS
 
 

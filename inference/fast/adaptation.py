@@ -4,8 +4,18 @@ The step size is adapted by dual averaging (`DualAveraging`: target acceptance `
 t0 10, kappa 0.75) throughout warm-up, starting from Stan's heuristic (`find_reasonable_step_size`); a
 diagonal or dense inverse mass matrix is estimated in doubling windows (`adaptation_windows`: initial
 buffer 75, first window 25, final buffer 50, scaled down for short warm-ups) with Stan's regularisation
-(`WindowedCovariance`), the step size re-initialised after each window. Every chain keeps its own step size
-and mass matrix, as if it ran alone.
+(`WindowedCovariance`), the step size re-initialised after each window.
+
+Two ways (`ADAPTATIONS`). ``"per chain"``: every chain keeps its own step size and mass matrix, as if it
+ran alone (Stan). ``"pooled"`` (the default): one step size and one mass matrix for all chains, the step
+size adapted to the chains' mean acceptance and re-initialised at the geometric mean of their heuristic
+step sizes, the mass matrix the mean of the chains' within-chain covariances (each about its own chain's
+mean, so chains in different places do not inflate it). The chains advance in lock-step and a batch
+waits for its longest tree: with per-chain adaptation their step sizes ended warm-up 2-7x apart on the
+Gaussian mixture of Pyro's tutorial (and 1.9x on the horseshoe), the short-step chain setting every
+transition's cost, and a chain whose warm-up happened to miss the narrow part of the posterior kept a step
+size too large for it (divergences, a low ESS). Pooled, four chains estimate one metric from four times
+the draws. Measured in benchmarks/README.md ("pooled against per-chain warm-up").
 
 References: Hoffman & Gelman (2014), Stan `stepsize_adaptation.hpp` and `windowed_adaptation.hpp`.
 """
@@ -19,7 +29,9 @@ import torch
 from .state import LeafInput, LeafState, SubtreeConstants
 from .tree import Integrator, Leaf, kinetic_energy, where_chains
 
-__all__ = ["find_reasonable_step_size", "DualAveraging", "WindowedCovariance", "adaptation_windows"]
+__all__ = ["ADAPTATIONS", "find_reasonable_step_size", "DualAveraging", "WindowedCovariance", "adaptation_windows"]
+
+ADAPTATIONS = ("pooled", "per chain")
 
 
 def find_reasonable_step_size(integrator: Integrator, z, U, grad, step_size, generator,
@@ -65,23 +77,33 @@ def find_reasonable_step_size(integrator: Integrator, z, U, grad, step_size, gen
 
 
 class DualAveraging:
-    """Nesterov dual averaging of log step size (Hoffman & Gelman 2014, Stan's constants), per chain."""
+    """Nesterov dual averaging of log step size (Hoffman & Gelman 2014, Stan's constants), per chain, or
+    with `pooled` one step size for all chains, adapted to their mean acceptance."""
 
-    def __init__(self, step_size: torch.Tensor, target: float, gamma=0.05, t0=10.0, kappa=0.75):
+    def __init__(self, step_size: torch.Tensor, target: float, gamma=0.05, t0=10.0, kappa=0.75,
+                 pooled: bool = False):
         self.target, self.gamma, self.t0, self.kappa = target, gamma, t0, kappa
-        self.restart(step_size)
+        self.pooled = pooled
+        self.start = self.restart(step_size)
 
-    def restart(self, step_size: torch.Tensor) -> None:
+    def restart(self, step_size: torch.Tensor) -> torch.Tensor:
+        """Start again from `step_size` ``(C, 1)``; returns the step size to go on with (pooled: the
+        chains' geometric mean, for every chain)."""
+        if self.pooled:
+            step_size = torch.exp(torch.log(step_size).mean(0, keepdim=True)).expand_as(step_size).clone()
         self.mu = torch.log(10 * step_size)
         self.t = 0
         self.h_bar = torch.zeros_like(step_size)
         self.log_bar = torch.zeros_like(step_size)
+        return step_size
 
     def update(self, accept_prob: torch.Tensor) -> torch.Tensor:
         """Feed one transition's mean acceptance ``(C,)``; returns the next step size ``(C, 1)``."""
         self.t += 1
         eta = 1.0 / (self.t + self.t0)
         accept = torch.nan_to_num(accept_prob, nan=0.0).unsqueeze(-1)
+        if self.pooled:
+            accept = accept.mean(0, keepdim=True).expand_as(accept)
         self.h_bar = (1 - eta) * self.h_bar + eta * (self.target - accept)
         log_step = self.mu - math.sqrt(self.t) / self.gamma * self.h_bar
         weight = self.t ** (-self.kappa)
@@ -100,8 +122,9 @@ class WindowedCovariance:
     posterior sd is 0.001 is not given a metric floor of variance 1e-5, ten times its own (which forced a
     step size three times too small on the sblrc regression)."""
 
-    def __init__(self, C: int, D: int, dense: bool, dtype, reference: torch.Tensor | None = None):
-        self.dense, self.n = dense, 0
+    def __init__(self, C: int, D: int, dense: bool, dtype, reference: torch.Tensor | None = None,
+                 pooled: bool = False):
+        self.dense, self.n, self.pooled = dense, 0, pooled
         self.mean = torch.zeros(C, D, dtype=torch.float64)
         self.m2 = torch.zeros((C, D, D) if dense else (C, D), dtype=torch.float64)
         self.dtype = dtype
@@ -120,10 +143,16 @@ class WindowedCovariance:
 
     def inverse_mass(self) -> torch.Tensor:
         """Stan's regularised estimate, (n / (n + 5)) cov + 1e-3 (5 / (n + 5)) R, with R = diag(reference)
-        (the identity in Stan)."""
+        (the identity in Stan). Pooled: cov and R are the means over the chains (each chain's covariance
+        about its own mean), the same matrix for every chain, from C times the draws."""
         n = self.n
         cov = self.m2 / max(n - 1, 1)
-        shrink = 1e-3 * 5.0 / (n + 5.0) * self.reference
+        reference = self.reference
+        if self.pooled:
+            cov = cov.mean(0, keepdim=True).expand_as(cov)
+            reference = reference.mean(0, keepdim=True).expand_as(reference)
+            n = n * cov.shape[0]
+        shrink = 1e-3 * 5.0 / (n + 5.0) * reference
         if self.dense:
             cov = n / (n + 5.0) * cov + torch.diag_embed(shrink)
             cov = 0.5 * (cov + cov.transpose(-1, -2))

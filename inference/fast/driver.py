@@ -15,12 +15,13 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .adaptation import ADAPTATIONS
 from .sampler import run_chains
 from .potential import NotBatchable, Potential, _short, is_numerical_failure
 from ..structure import ModelStructure
 from ..warm_start import laplace
 
-__all__ = ["run_fast_mcmc", "NotBatchable", "NoStartingPoint", "DENSE_MAX_DIM", "DENSE_MIN_CONDITION"]
+__all__ = ["run_fast_mcmc", "NotBatchable", "NoStartingPoint", "ADAPTATIONS", "DENSE_MAX_DIM", "DENSE_MIN_CONDITION"]
 
 # ``full_mass=None`` (the default) adapts a dense mass matrix up to this many unconstrained dimensions and
 # a diagonal one above. Measured (benchmarks/README.md, both warm-started): on the correlated regression
@@ -80,8 +81,8 @@ def run_fast_mcmc(model: Callable, data: dict, structure: ModelStructure, *, met
                   num_chains: int = 4, num_samples: int = 1000, num_warmup: int = 1000, target_accept: float = 0.8,
                   max_tree_depth: int = 10, full_mass: bool | None = None, jit_compile: bool = False,
                   step_size: float = 1.0, trajectory_length: float | None = None, progress: bool = True,
-                  compile: bool = True, warm_start: bool = True, batching: str = "auto", compiler: str = "auto"
-                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
+                  compile: bool = True, warm_start: bool = True, adaptation: str = "pooled",
+                  batching: str = "auto", compiler: str = "auto") -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
     """Run `num_chains` chains of NUTS or HMC as one batch; returns (samples, sample_stats, notes).
 
     ``jit_compile`` is accepted for symmetry with the Pyro backend; this backend always compiles its
@@ -90,6 +91,8 @@ def run_fast_mcmc(model: Callable, data: dict, structure: ModelStructure, *, met
     finds a correlation matrix of condition number at least `DENSE_MIN_CONDITION`, a diagonal one otherwise.
     ``warm_start`` starts warm-up from the curvature at the mode instead of the identity metric
     (`warm_start.laplace`; the chains still start from dispersed random points).
+    ``adaptation`` (`ADAPTATIONS`): ``"pooled"`` gives every chain the same step size and metric, adapted
+    from all chains' warm-up draws; ``"per chain"`` adapts each chain on its own, as Stan does.
     ``batching`` (`potential.BATCHINGS`) and ``compiler`` (`compile.COMPILERS`) pick how the chain
     dimension is added and what compiles; the defaults pick by themselves.
     """
@@ -97,8 +100,8 @@ def run_fast_mcmc(model: Callable, data: dict, structure: ModelStructure, *, met
         return _run(model, data, structure, method=method, seed=seed, num_chains=num_chains, num_samples=num_samples,
                     num_warmup=num_warmup, target_accept=target_accept, max_tree_depth=max_tree_depth,
                     full_mass=full_mass, step_size=step_size, trajectory_length=trajectory_length,
-                    progress=progress, compile=compile, warm_start=warm_start, batching=batching,
-                    compiler=compiler)
+                    progress=progress, compile=compile, warm_start=warm_start, adaptation=adaptation,
+                    batching=batching, compiler=compiler)
 
 
 @contextlib.contextmanager
@@ -116,8 +119,8 @@ def one_thread():
 
 
 def _run(model, data, structure, *, method, seed, num_chains, num_samples, num_warmup, target_accept,
-         max_tree_depth, full_mass, step_size, trajectory_length, progress, compile, warm_start, batching,
-         compiler):
+         max_tree_depth, full_mass, step_size, trajectory_length, progress, compile, warm_start, adaptation,
+         batching, compiler):
     generator = torch.Generator().manual_seed(int(seed))
     potential = Potential(model, data, structure, num_chains, compile=compile, batching=batching, compiler=compiler)
     auto_metric = full_mass is None
@@ -152,12 +155,14 @@ def _run(model, data, structure, *, method, seed, num_chains, num_samples, num_w
                               traceable=potential.eager if compile and method == "nuts" else None,
                               is_failure=is_numerical_failure,
                               on_compiled=record if method == "nuts" else None,
-                              initial_inverse_mass=initial_inverse_mass, compiler=compiler)
+                              initial_inverse_mass=initial_inverse_mass, compiler=compiler,
+                              pooled=adaptation == "pooled")
     with torch.no_grad():
         values = potential.constrain(draws)
     samples = {name: v.detach().cpu().numpy() for name, v in values.items()}
     note = (f"fast backend: {num_chains} chains advanced as one batch ({potential.batching}), {how_compiled[0]}, "
-            f"{'dense' if full_mass else 'diagonal'} mass matrix")
+            f"{'dense' if full_mass else 'diagonal'} mass matrix"
+            f"{', adapted per chain' if adaptation != 'pooled' and num_chains > 1 else ''}")
     return samples, stats, [note] + ([warm_note] if warm_note else [])
 
 

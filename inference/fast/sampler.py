@@ -61,7 +61,7 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
                is_failure: Callable[[BaseException], bool] | None = None,
                on_compiled: Callable[[str], None] | None = None,
                initial_inverse_mass: torch.Tensor | None = None,
-               compiler: str = "auto") -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+               compiler: str = "auto", pooled: bool = False) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """Warm up and sample every chain of ``z0`` ``(C, D)`` together.
 
     `value_and_grad` gives (U, dU/dz) for a ``(C, D)`` batch. `traceable`, if given, is a version of it
@@ -72,7 +72,8 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
     (see `BatchedPotential.per_chain`). `compiler` names the implementation of `compile` that compiles.
 
     `initial_inverse_mass` (``(C, D)``, or ``(C, D, D)`` with `full_mass`) is the metric warm-up starts
-    from instead of the identity (see `warm_start`).
+    from instead of the identity (see `warm_start`). `pooled` adapts one step size and metric for all
+    chains (`adaptation.ADAPTATIONS`).
 
     Returns the draws ``(C, num_samples, D)`` in unconstrained space and the per-draw statistics
     (diverging, energy, lp, acceptance_rate, step_size, n_steps, and tree_depth for NUTS), each
@@ -100,13 +101,14 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
     eps = torch.full((C, 1), float(step_size), dtype=dtype)
     if num_warmup > 0:
         eps = find_reasonable_step_size(integrator, z, U, grad, eps, generator, leaf)
-    averaging = DualAveraging(eps, target_accept)
+    averaging = DualAveraging(eps, target_accept, pooled=pooled)
+    eps = averaging.start
     windows = adaptation_windows(num_warmup)
     window_ends = {end: i for i, (_, end) in enumerate(windows)}
     reference = None  # the scale of the metric's regularisation: the warm start's variances, if given
     if initial_inverse_mass is not None:
         reference = torch.diagonal(inverse_mass, dim1=-2, dim2=-1) if full_mass else inverse_mass
-    estimator = WindowedCovariance(C, D, full_mass, dtype, reference)
+    estimator = WindowedCovariance(C, D, full_mass, dtype, reference, pooled)
     length = trajectory_length if trajectory_length is not None else 2 * math.pi
 
     kernel = NUTSKernel(leaf, max_tree_depth, C, D, dtype)
@@ -133,9 +135,8 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
             estimator.add(z)
         if it + 1 in window_ends:
             integrator.metric = Metric(estimator.inverse_mass())
-            estimator = WindowedCovariance(C, D, full_mass, dtype, reference)
-            eps = find_reasonable_step_size(integrator, z, U, grad, eps, generator, leaf)
-            averaging.restart(eps)
+            estimator = WindowedCovariance(C, D, full_mass, dtype, reference, pooled)
+            eps = averaging.restart(find_reasonable_step_size(integrator, z, U, grad, eps, generator, leaf))
         if bar is not None:
             bar.update()
     if num_warmup > 0:

@@ -1,0 +1,152 @@
+"""The fast backend's warm-up, pooled across the chains against per chain (Stan's), side by side.
+
+`fit(method="nuts", adaptation=...)` on the nine models of `benchmarks/mcmc.py` (references: Stan's draws
+from posteriordb, the exact Beta posterior, importance sampling) and on the corpus of Pyro programs of
+`benchmarks/corpus` (reference: a NumPyro dense run of the program's port, 4 x 2000 after 1000 warm-up,
+`benchmarks/numpyro_ports.py`; without NumPyro the corpus rows have no accuracy columns). Per model and
+seed, both warm-ups run back to back in one process, same budget and seed; ESS is the smallest bulk ESS
+over the model's scalar parameters, and the last columns give the accuracy against the reference. The
+summary line gives the geometric mean of pooled / per chain ESS per second over each group.
+
+    PYTHONPATH=. python benchmarks/adaptation.py                         # everything, seed 0
+    PYTHONPATH=. python benchmarks/adaptation.py --corpus gmm eight_schools_centred --models --seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import time
+
+import numpy as np
+
+from benchmarks import mcmc as nine
+from benchmarks import user_programs as corpus
+from inference import fit
+
+ADAPTATIONS = ("per chain", "pooled")
+HEADER = ("group", "model", "seed", "warm-up", "wall s", "min bulk ESS", "ESS/s", "pooled / per chain",
+          "max abs(mean-ref)/ref sd", "sd ratio")
+
+
+def _fmt(x, digits: int = 1) -> str:
+    return "-" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _row(group: str, model: str, seed: int, adaptation: str, m: dict | None, ratio: float | None) -> str:
+    cells = [group, model, str(seed), adaptation, _fmt(m["wall"]) if m else "-", _fmt(m["ess"], 0) if m else "-",
+             _fmt(m["ess_s"]) if m else "-", _fmt(ratio, 2), _fmt(m.get("err"), 3) if m else "-",
+             _fmt(m.get("sd_ratio"), 3) if m else "-"]
+    return "| " + " | ".join(cells) + " |"
+
+
+def nine_models(names, seeds, budget) -> list[float]:
+    """Both warm-ups on the models of `benchmarks/mcmc.py`; prints rows, returns the ESS/s ratios."""
+    ratios = []
+    for problem in nine.problems():
+        if names and problem["name"] not in names:
+            continue
+        for seed in seeds:
+            measured = {}
+            for adaptation in ADAPTATIONS:
+                samples, seconds, _ = nine.run_suite(problem, *budget, seed, adaptation=adaptation)
+                measured[adaptation] = nine._assess(samples, problem["reference"], seconds)
+            ratio = measured["pooled"]["ess_s"] / measured["per chain"]["ess_s"]
+            ratios.append(ratio)
+            for adaptation in ADAPTATIONS:
+                print(_row("nine", problem["name"], seed, adaptation, measured[adaptation],
+                           ratio if adaptation == "pooled" else None), flush=True)
+    return ratios
+
+
+def corpus_programs(names, seeds, budget, reference_samples: int) -> list[float]:
+    """Both warm-ups on the corpus; prints rows, returns the ESS/s ratios."""
+    from benchmarks.corpus import PROGRAMS
+
+    have_numpyro = importlib.util.find_spec("numpyro") is not None
+    chains, warmup, draws = budget
+    ratios = []
+    for name, program in PROGRAMS.items():
+        if names and name not in names:
+            continue
+        data = program.data(0)
+        reference, sites = {}, None
+        for seed in seeds:
+            runs = {}
+            for adaptation in ADAPTATIONS:
+                start = time.perf_counter()
+                post = fit(program.model, data=data, method="nuts", seed=seed, progress=False, num_chains=chains,
+                           num_warmup=warmup, num_samples=draws, adaptation=adaptation)
+                runs[adaptation] = corpus.Run(adaptation, corpus.short_path(post.notes), time.perf_counter() - start,
+                                              dict(post.samples))
+                if sites is None:
+                    sites = corpus.continuous_sites(program, data, post)
+            if not reference and have_numpyro and corpus._has_port(name):
+                ref = corpus.run_numpyro(corpus.reference_port(name), data, chains, 1000, reference_samples,
+                                         seed + 1, True)
+                reference = corpus.reference_of(corpus.identified(name, ref.draws), sites)
+            measured = {}
+            for adaptation, run in runs.items():
+                if reference:
+                    measured[adaptation] = corpus.measure(run, reference, sites, name)
+                else:  # no reference: ESS and time only
+                    from benchmarks.mcmc import _scalar_params
+                    import arviz as az
+
+                    params = _scalar_params({k: v for k, v in corpus.identified(name, run.draws).items() if k in sites})
+                    ess = min(float(az.ess(v, method="bulk")) for v in params.values() if v.std() > 0)
+                    measured[adaptation] = {"wall": run.seconds, "ess": ess, "ess_s": ess / run.seconds}
+            ratio = measured["pooled"]["ess_s"] / measured["per chain"]["ess_s"]
+            ratios.append(ratio)
+            for adaptation in ADAPTATIONS:
+                print(_row("corpus", name, seed, adaptation, measured[adaptation],
+                           ratio if adaptation == "pooled" else None), flush=True)
+    return ratios
+
+
+def _warm_up_process() -> None:
+    """One small fit, discarded: the process's first fit pays for imports and first compilations, which
+    would otherwise be charged to whichever warm-up runs first."""
+    problem = nine.problems()[0]
+    nine.run_suite(problem, 2, 20, 20, 0)
+
+
+def _geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="*", default=None,
+                        help="the nine models (all when given bare or left out; none with --corpus alone)")
+    parser.add_argument("--corpus", nargs="*", default=None, help="corpus programs (all when given bare)")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds 0 .. N-1")
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--samples", type=int, default=500)
+    parser.add_argument("--reference-samples", type=int, default=2000)
+    args = parser.parse_args(argv)
+    run_nine = args.models is not None or args.corpus is None
+    run_corpus = args.corpus is not None or args.models is None
+    budget = (args.chains, args.warmup, args.samples)
+    seeds = list(range(args.seeds))
+    print(f"budget: {args.chains} chains x ({args.warmup} warm-up + {args.samples} draws), seeds {seeds}")
+    print()
+    print("| " + " | ".join(HEADER) + " |")
+    print("|" + "---|" * len(HEADER))
+    summary = []
+    _warm_up_process()
+    if run_nine:
+        r = nine_models(args.models, seeds, budget)
+        summary.append(f"nine models: geometric mean of pooled / per chain ESS/s {_geomean(r):.2f} over {len(r)} runs")
+    if run_corpus:
+        r = corpus_programs(args.corpus, seeds, budget, args.reference_samples)
+        summary.append(f"corpus: geometric mean of pooled / per chain ESS/s {_geomean(r):.2f} over {len(r)} runs")
+    print()
+    for line in summary:
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
