@@ -120,7 +120,8 @@ def test_options_are_declared_once_and_every_default_passes_its_own_check():
     old = {  # inference.OPTIONS as other code reads it (method -> {option: default})
         "nuts": {"num_chains": 4, "num_samples": 1000, "num_warmup": 1000, "target_accept": 0.8,
                  "max_tree_depth": 10, "full_mass": None, "jit_compile": False, "step_size": 1.0,
-                 "backend": "fast", "warm_start": True, "batching": "auto", "compiler": "auto"},
+                 "backend": "fast", "warm_start": True, "adaptation": "pooled", "batching": "auto",
+                 "compiler": "auto"},
         "svi": {"guide": None, "num_steps": 10000, "lr": None, "tol": 1e-4, "num_samples": 1000, "num_particles": 1,
                 "reweight": False},
         "map": {"optimizer": None, "num_steps": None, "lr": None, "tol": None},
