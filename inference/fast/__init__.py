@@ -16,9 +16,10 @@ its modules' private names. Inside, one job per module:
 """
 
 from .compile import COMPILERS
-from .driver import ADAPTATIONS, DENSE_MAX_DIM, DENSE_MIN_CONDITION, NoStartingPoint, NotBatchable, one_thread, run_fast_mcmc
+from .driver import (ADAPTATIONS, DENSE_MAX_DIM, DENSE_MIN_CONDITION, NoStartingPoint, NotBatchable, one_thread,
+                     run_fast_mcmc)
 from .graph_passes import record
 from .potential import BATCHINGS, Potential
 
-__all__ = ["run_fast_mcmc", "NotBatchable", "NoStartingPoint", "one_thread", "Potential", "BATCHINGS", "COMPILERS", "ADAPTATIONS",
-           "DENSE_MAX_DIM", "DENSE_MIN_CONDITION", "record"]
+__all__ = ["run_fast_mcmc", "NotBatchable", "NoStartingPoint", "one_thread", "Potential", "BATCHINGS", "COMPILERS",
+           "ADAPTATIONS", "DENSE_MAX_DIM", "DENSE_MIN_CONDITION", "record"]

@@ -82,7 +82,8 @@ def run_fast_mcmc(model: Callable, data: dict, structure: ModelStructure, *, met
                   max_tree_depth: int = 10, full_mass: bool | None = None, jit_compile: bool = False,
                   step_size: float = 1.0, trajectory_length: float | None = None, progress: bool = True,
                   compile: bool = True, warm_start: bool = True, adaptation: str = "pooled",
-                  batching: str = "auto", compiler: str = "auto") -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
+                  batching: str = "auto", compiler: str = "auto"
+                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
     """Run `num_chains` chains of NUTS or HMC as one batch; returns (samples, sample_stats, notes).
 
     ``jit_compile`` is accepted for symmetry with the Pyro backend; this backend always compiles its
