@@ -16,28 +16,22 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import math
-import time
 
-import numpy as np
+from scipy.stats import gmean
 
 from benchmarks import mcmc as nine
 from benchmarks import user_programs as corpus
-from inference import fit
 
 ADAPTATIONS = ("per chain", "pooled")
 HEADER = ("group", "model", "seed", "warm-up", "wall s", "min bulk ESS", "ESS/s", "pooled / per chain",
           "max abs(mean-ref)/ref sd", "sd ratio")
 
 
-def _fmt(x, digits: int = 1) -> str:
-    return "-" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
-
-
 def _row(group: str, model: str, seed: int, adaptation: str, m: dict | None, ratio: float | None) -> str:
-    cells = [group, model, str(seed), adaptation, _fmt(m["wall"]) if m else "-", _fmt(m["ess"], 0) if m else "-",
-             _fmt(m["ess_s"]) if m else "-", _fmt(ratio, 2), _fmt(m.get("err"), 3) if m else "-",
-             _fmt(m.get("sd_ratio"), 3) if m else "-"]
+    fmt = corpus._fmt
+    cells = [group, model, str(seed), adaptation, fmt(m["wall"]) if m else "-", fmt(m["ess"], 0) if m else "-",
+             fmt(m["ess_s"]) if m else "-", fmt(ratio, 2), fmt(m.get("err"), 3) if m else "-",
+             fmt(m.get("sd_ratio"), 3) if m else "-"]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -75,11 +69,9 @@ def corpus_programs(names, seeds, budget, reference_samples: int) -> list[float]
         for seed in seeds:
             runs = {}
             for adaptation in ADAPTATIONS:
-                start = time.perf_counter()
-                post = fit(program.model, data=data, method="nuts", seed=seed, progress=False, num_chains=chains,
-                           num_warmup=warmup, num_samples=draws, adaptation=adaptation)
-                runs[adaptation] = corpus.Run(adaptation, corpus.short_path(post.notes), time.perf_counter() - start,
-                                              dict(post.samples))
+                runs[adaptation], post = corpus.run_suite(program, data, dict(num_chains=chains, num_warmup=warmup,
+                                                                              num_samples=draws), seed, None,
+                                                          adaptation=adaptation)
                 if sites is None:
                     sites = corpus.continuous_sites(program, data, post)
             if not reference and have_numpyro and corpus._has_port(name):
@@ -112,10 +104,6 @@ def _warm_up_process() -> None:
     nine.run_suite(problem, 2, 20, 20, 0)
 
 
-def _geomean(values: list[float]) -> float:
-    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="*", default=None,
@@ -139,10 +127,10 @@ def main(argv=None) -> None:
     _warm_up_process()
     if run_nine:
         r = nine_models(args.models, seeds, budget)
-        summary.append(f"nine models: geometric mean of pooled / per chain ESS/s {_geomean(r):.2f} over {len(r)} runs")
+        summary.append(f"nine models: geometric mean of pooled / per chain ESS/s {gmean(r):.2f} over {len(r)} runs")
     if run_corpus:
         r = corpus_programs(args.corpus, seeds, budget, args.reference_samples)
-        summary.append(f"corpus: geometric mean of pooled / per chain ESS/s {_geomean(r):.2f} over {len(r)} runs")
+        summary.append(f"corpus: geometric mean of pooled / per chain ESS/s {gmean(r):.2f} over {len(r)} runs")
     print()
     for line in summary:
         print(line)
