@@ -35,7 +35,7 @@ BACKENDS = ("fast", "pyro")
 GUIDES = ("normal", "mvn", "delta")
 # the fast backend's ways of batching the chains and of compiling (`inference.fast.BATCHINGS`, `COMPILERS`)
 BATCHINGS = ("auto", "vectorised", "chain plate")
-COMPILERS = ("auto", "torchscript", "python")
+COMPILERS = ("auto", "torchscript", "inductor", "python")
 ADAPTATIONS = ("pooled", "per chain")  # the fast backend's warm-up (`inference.fast.ADAPTATIONS`)
 OPTIMIZERS = ("lbfgs", "adam")
 
@@ -195,8 +195,10 @@ ENGINE_OPTIONS: tuple[EngineOption, ...] = (
                  "program), 'chain plate' (an outer plate: programs that broadcast); 'auto': the plate where it works",
                  choices=BATCHINGS),
     EngineOption("compiler", "choice", _all(MCMC, "auto"),
-                 "what compiles the fast backend's leapfrog step: 'torchscript', 'python' (no TorchScript); "
-                 "'auto': TorchScript where torch has it", choices=COMPILERS),
+                 "what compiles the fast backend's leapfrog step: 'torchscript', 'inductor' (AOTInductor: a "
+                 "C++ compiler and 15-80 s per model, cached), 'python' (neither); 'auto': TorchScript where "
+                 "torch has it, moved to AOTInductor after 50 transitions where the run is long enough to pay "
+                 "for the compile", choices=COMPILERS),
     EngineOption("guide", "choice", {"svi": None},
                  "'normal', 'mvn', 'delta' or a guide callable; None: the model's own guide, else 'normal'",
                  choices=GUIDES, callable_ok=True, none_ok=True),

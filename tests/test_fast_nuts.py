@@ -21,6 +21,7 @@ from pyro.infer.mcmc.util import initialize_model
 
 from inference import fit
 from inference.fast.adaptation import WindowedCovariance, adaptation_windows
+from inference.fast.compile import ahead_of_time_available
 from inference.fast.sampler import run_chains
 from inference.fast.tree import leaf_checkpoints
 from inference.mcmc import STAT_NAMES
@@ -520,6 +521,53 @@ def test_compiled_trajectory_is_the_python_tree(full_mass):
     assert len(set(torch.cat(depths).tolist())) > 1  # trees of different depths were compared
 
 
+@pytest.mark.skipif(not ahead_of_time_available(), reason="no C++ compiler for AOTInductor")
+def test_ahead_of_time_leaf_in_the_python_tree_is_the_eager_tree(tmp_path, monkeypatch):
+    """The leaf step compiled by AOTInductor, grown leaf by leaf on flat tensors (`FlatTreeBuilder`), against
+    the eager leaf in the plain-Python `TreeBuilder` on the same draws: the same proposals, step counts,
+    depths and divergences, transition after transition; the package is then loaded from the cache."""
+    from inference.fast.sampler import probe_state
+    from inference.fast.tree import FlatTreeBuilder, Leaf, Metric, NUTSKernel, TreeBuilder
+
+    monkeypatch.setenv("PPL_CACHE_DIR", str(tmp_path))
+    X = torch.randn(30, 3, generator=torch.Generator().manual_seed(0))
+    data = {"X": X, "y": X @ torch.tensor([1.0, -2.0, 0.5]) + 0.3 * torch.randn(30)}
+    pot = Potential(regression, data, inspect_model(regression, data), num_chains=4)
+    gen = torch.Generator().manual_seed(5)
+    z = torch.randn(4, pot.dim, generator=gen)
+    U, grad = pot.value_and_grad(z)
+    D = pot.dim
+    metric = Metric(torch.full((4, D), 0.05))
+    examples = [probe_state(z, U, grad, metric.inverse_mass, gen, 6) for _ in range(2)]
+    leaf = Leaf(pot.eager, robust=pot.value_and_grad, compiler="inductor")
+    assert leaf.compile(examples), leaf.why_not
+    assert len(list(tmp_path.glob("*.pt2"))) == 1
+    kernel = NUTSKernel(leaf, 6, 4, D, z.dtype)
+    assert type(kernel.python_tree) is FlatTreeBuilder
+    assert not kernel.compile_tree(metric, z, U, grad, torch.full((4, 1), 0.3), gen)  # (no TorchScript loop)
+    eager_kernel = NUTSKernel(Leaf(pot.eager, robust=pot.value_and_grad), 6, 4, D, z.dtype)
+    assert type(eager_kernel.python_tree) is TreeBuilder
+    step = torch.full((4, 1), 0.3)
+    depths = []
+    for _ in range(15):
+        seed = int(torch.randint(0, 2**31, (1,), generator=gen))
+        a = kernel.transition(metric, z, U, grad, step, torch.Generator().manual_seed(seed))
+        b = eager_kernel.transition(metric, z, U, grad, step, torch.Generator().manual_seed(seed))
+        assert torch.equal(a.n_steps, b.n_steps) and torch.equal(a.tree_depth, b.tree_depth)
+        assert torch.equal(a.diverging, b.diverging)
+        assert torch.allclose(a.z, b.z, rtol=1e-4, atol=1e-5) and torch.allclose(a.accept_prob, b.accept_prob,
+                                                                                   rtol=1e-4, atol=1e-5)
+        depths.append(a.tree_depth)
+        z, U, grad = a.z, a.U, a.grad
+    assert len(set(torch.cat(depths).tolist())) > 1  # trees of different depths were compared
+    assert leaf.evaluations > 15
+    # a second leaf of the same graph loads the package the first one wrote
+    again = Leaf(pot.eager, robust=pot.value_and_grad, compiler="inductor")
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    assert again.compile(examples), again.why_not
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()}.keys() == before.keys()
+
+
 def test_step_size_search_through_the_compiled_leaf_is_the_eager_one():
     """Stan's step-size heuristic runs its leapfrog steps through the compiled leaf when there is one: the
     same step sizes as through the eager gradient, from the same momentum."""
@@ -553,3 +601,52 @@ def test_fit_reports_the_compiled_trajectory(name):
     the data inside the model (recorded as constants); the mixtures' assignments are summed out."""
     post = fit(name, method="nuts", num_chains=2, num_samples=10, num_warmup=10, progress=False)
     assert any("compiled leapfrog step and trajectory" in n for n in post.notes), post.notes
+
+
+# ---- ahead of time --------------------------------------------------------------------------------------
+def test_the_ahead_of_time_rule_compiles_long_runs_of_large_steps_only():
+    """`compile.ahead_of_time_pays` on the sizes measured: the horseshoe (188 operations, some 450 leaves a
+    transition) and the HMM (1,746 operations, 40 leaves: the batch's, its longest chain's) pay for their
+    compile; the coin (113 operations, 3 leaves) and eight schools (about 100 operations, 15 leaves) do not;
+    nor does a short run, nor the HMM at 30 leaves a transition (a saving of 79 s for a compile of 82)."""
+    from inference.fast.compile import ahead_of_time_pays
+
+    assert ahead_of_time_pays(188, 450, 950)
+    assert ahead_of_time_pays(1746, 40, 950)
+    assert not ahead_of_time_pays(1746, 30, 950)
+    assert not ahead_of_time_pays(113, 3, 1950)
+    assert not ahead_of_time_pays(100, 15, 1950)
+    assert not ahead_of_time_pays(188, 450, 50)
+
+
+def test_an_inductor_that_fails_leaves_torchscript_and_says_why(monkeypatch):
+    import inference.fast.compile as compile_seam
+
+    def no_compiler(graph, example):
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(compile_seam, "_ahead_of_time", no_compiler)
+    post = fit("coin", data=COIN, method="nuts", num_chains=2, num_samples=20, num_warmup=20, progress=False,
+               compiler="inductor")
+    note = next(n for n in post.notes if n.startswith("fast backend"))
+    assert "compiled leapfrog step and trajectory (AOTInductor failed: RuntimeError: no C++ compiler found)" in note
+
+
+@pytest.mark.skipif(not ahead_of_time_available(), reason="no C++ compiler for AOTInductor")
+def test_auto_moves_to_ahead_of_time_at_a_fixed_transition_and_stays_reproducible(tmp_path, monkeypatch):
+    """Where the rule says it pays, ``compiler="auto"`` compiles the leaf step ahead of time after 50
+    transitions and says so; the same seed gives the same draws again (the second fit loads the package),
+    and the posterior is the exact one (the coin's Beta(9, 5) mean, within 4 Monte-Carlo standard errors)."""
+    import inference.fast.sampler as sampler
+
+    monkeypatch.setenv("PPL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(sampler, "ahead_of_time_pays", lambda operations, leaves, transitions: True)
+    kw = dict(method="nuts", num_chains=4, num_samples=400, num_warmup=200, progress=False, seed=3)
+    first = fit("coin", data=COIN, **kw)
+    second = fit("coin", data=COIN, **kw)
+    note = next(n for n in first.notes if n.startswith("fast backend"))
+    assert "leapfrog step compiled ahead of time (AOTInductor) from transition 51" in note
+    assert np.array_equal(first.samples["p"], second.samples["p"])
+    p = first.samples["p"]
+    mcse = float(az.mcse(az.convert_to_dataset({"p": p}))["p"])
+    assert abs(p.mean() - 9 / 14) < 4 * mcse

@@ -130,7 +130,7 @@ def test_a_bad_choice_is_one_input_error():
     from inference.errors import InputError
 
     with pytest.raises(InputError, match="compiler"):
-        fit(_regression, data={"X": torch.ones(3, 2), "y": torch.ones(3)}, compiler="inductor")
+        fit(_regression, data={"X": torch.ones(3, 2), "y": torch.ones(3)}, compiler="xla")
 
 
 def test_a_pyro_param_is_held_fixed_and_said_so():

@@ -57,6 +57,25 @@ def test_simplify_keeps_constants_that_the_graph_mutates():
     assert torch.equal(offset, torch.tensor([1.0, 2.0]))
 
 
+def test_simplify_keeps_values_written_to_through_a_view():
+    """``capacitance.view(-1)[::n + 1] += 1`` (torch's low-rank normal, in the factor-analysis model): zeros
+    written through a strided view of them. Neither the zeros nor what is read from them after the write
+    are constants (folding them left a compiled step that did not reproduce the eager one, and a graph
+    AOTInductor refuses: a constant written to in place)."""
+    def f(x):
+        m = x.new_zeros(3, 3)
+        m.view(-1)[::4] += 1.0    # the identity, written through a view
+        m2 = m + m                # read after the write
+        return x @ m2
+
+    gm = simplify(record(f, torch.randn(2, 3)))
+    x = torch.randn(2, 3)
+    assert torch.allclose(gm(x), 2 * x) and torch.allclose(gm(x), 2 * x)
+    mutated = [n for n in gm.graph.nodes if n.op == "get_attr" and
+               any(u.op == "call_function" and u.target._schema.is_mutable for u in n.users)]
+    assert not mutated
+
+
 def test_simplify_keeps_copies_that_make_a_tensor_contiguous():
     """`clone` can change strides: dropping it before a `view` broke factor analysis's leaf step."""
 

@@ -1,22 +1,32 @@
 """The one seam through which the fast backend compiles: a recorded graph into a callable, and the NUTS
 doubling loop around a compiled leaf step.
 
-Two implementations, picked by name (`COMPILERS`):
+Three implementations, picked by name (`COMPILERS`):
 
 - ``"torchscript"``: the graph is run by TorchScript's executor (``torch.jit.trace`` of the FX graph), the
   doubling loop is scripted (``torch.jit.script`` of `tree.TreeBuilder`), so a whole NUTS transition is one
-  call from Python. The fastest on this machine (benchmarks/README.md), but torch 2.13 marks
-  ``torch.jit.trace`` and ``torch.jit.script`` deprecated.
-- ``"python"``: no TorchScript at all. The simplified FX graph is itself the compiled function (its
+  call from Python. It still launches one ATen kernel per recorded operation, at about 1-2 microseconds
+  each; torch 2.13 marks ``torch.jit.trace`` and ``torch.jit.script`` deprecated.
+- ``"inductor"``: the graph is compiled ahead of time by AOTInductor (``torch.export.export``, then
+  ``torch._inductor.aoti_compile_and_package``, the documented AOTInductor entry points) into a shared
+  library whose C++ runner calls a few fused kernels: the horseshoe's leaf step, 188 operations, runs in
+  about 40 microseconds instead of TorchScript's 340, the HMM's 1,746 in 200 instead of 2,600. It needs a
+  C++ compiler and takes 15-80 s per graph, so packages are cached on disk by a fingerprint of the
+  graph, its constants (the data) and the torch version (`package_dir`): a model compiles once, later fits
+  load it in well under a second. The doubling loop runs as plain Python around it. It is called through
+  the loaded package's ``loader.run`` on a flat list of tensors (the package's ``__call__`` re-parses its
+  argument spec and flattens a pytree on every call, which doubles the cost of a small step).
+- ``"python"``: no compiler at all. The simplified FX graph is itself the compiled function (its
   generated Python calls the recorded ATen operations one after another: the model's Python, Pyro's
   handlers and the distributions' bookkeeping are gone all the same), and the doubling loop runs as plain
   Python around it.
 
 ``"auto"`` (the default) uses TorchScript where this torch has it and it reproduces the eager step, and
 the Python implementation otherwise, so the default engine does not depend on TorchScript alone.
-``torch.compile`` (Inductor) was measured and rejected: 24 s to compile the coin's leaf step for a 2 s run;
-on the horseshoe's 4-chain gradient 17 s to compile for 94 microseconds a call against TorchScript's 126,
-with the doubling loop left in Python (docs/decisions.md).
+``torch.compile`` (Inductor behind TorchDynamo) was measured and rejected: its kernels are the ones
+AOTInductor builds, but each call pays TorchDynamo's guards on every input and a Python wrapper that
+checks every input's strides (210 microseconds a call on the horseshoe's leaf step, against 40 from
+AOTInductor's C++ runner).
 
 Whatever compiles a graph, the caller compares the result with the eager evaluation on probe inputs before
 using it; a compiler that raises just means the eager (or the other) path is taken.
@@ -24,15 +34,45 @@ using it; a compiler that raises just means the eager (or the other) path is tak
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import shutil
 import warnings
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.fx as fx
 
-__all__ = ["COMPILERS", "compile_graph", "compile_loop", "resolve"]
+__all__ = ["COMPILERS", "compile_graph", "compile_loop", "resolve", "Packaged", "ahead_of_time_pays",
+           "ahead_of_time_available"]
 
-COMPILERS = ("auto", "torchscript", "python")
+COMPILERS = ("auto", "torchscript", "inductor", "python")
+
+
+# ``"auto"`` starts with TorchScript and moves the NUTS leaf step to AOTInductor where the compile pays for
+# itself within the run (`ahead_of_time_pays`). The cost model, from the corpus's horseshoe (188
+# operations), Gaussian mixture (322) and HMM (1,746) on this two-core machine (docs/decisions.md):
+TORCHSCRIPT_US_PER_OPERATION = 1.7    # a leaf step under TorchScript: 1.5-1.8 microseconds per operation
+AOT_US_PER_CALL = 20.0                # under AOTInductor: 36-200 microseconds, about 20 + 0.1 per operation,
+AOT_US_PER_OPERATION = 0.1            # the tree's Python around it included
+AOT_COMPILE_S = 12.0                  # compiling it: 15-28 s, 23 s and 81 s, about 12 s + 40 ms per operation
+AOT_COMPILE_S_PER_OPERATION = 0.04
+
+
+def ahead_of_time_pays(operations: int, leaves: float, transitions: int) -> bool:
+    """Whether compiling a leaf step of `operations` ATen operations ahead of time saves more than it costs
+    over `transitions` more transitions of `leaves` leaf steps each. Measured constants only, never the
+    clock: the decision, and so the run, is a function of the seed."""
+    saved_us = leaves * transitions * (operations * (TORCHSCRIPT_US_PER_OPERATION - AOT_US_PER_OPERATION)
+                                       - AOT_US_PER_CALL)
+    return saved_us * 1e-6 > AOT_COMPILE_S + AOT_COMPILE_S_PER_OPERATION * operations
+
+
+def ahead_of_time_available() -> bool:
+    """A C++ compiler for AOTInductor is on the path (``$CXX``, ``c++``, ``g++`` or ``clang++``)."""
+    names = [os.environ["CXX"]] if os.environ.get("CXX") else []
+    return any(shutil.which(name) for name in names + ["c++", "g++", "clang++"])
 
 
 def _torchscript_available() -> bool:
@@ -50,9 +90,12 @@ def resolve(name: str) -> str:
 
 def compile_graph(graph: fx.GraphModule, example: tuple, compiler: str) -> Callable:
     """`graph` (a simplified FX graph of tensor operations) as a callable of the same inputs."""
-    if resolve(compiler) == "python":
+    implementation = resolve(compiler)
+    if implementation == "python":
         graph.recompile()
         return graph
+    if implementation == "inductor":
+        return _ahead_of_time(graph, example)
     with warnings.catch_warnings():  # (the deprecation notice of torch.jit, and tracer warnings)
         warnings.simplefilter("ignore")
         return torch.jit.trace(graph, tuple(t.clone() for t in example), check_trace=False)
@@ -61,8 +104,60 @@ def compile_graph(graph: fx.GraphModule, example: tuple, compiler: str) -> Calla
 def compile_loop(module: torch.nn.Module, compiler: str) -> torch.nn.Module | None:
     """`module` (written in TorchScript's subset of Python) scripted, or None where the compiler runs
     Python loops as Python (the caller then keeps the module itself)."""
-    if resolve(compiler) == "python":
+    if resolve(compiler) != "torchscript":
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.jit.script(module)
+
+
+class Packaged:
+    """A graph compiled by AOTInductor, called with the graph's inputs and returning its outputs as a tuple.
+
+    Inputs are made contiguous first: the compiled kernels index them with the strides of the example they
+    were compiled for (contiguous), and the NUTS tree hands over views (an edge unbound from a stack)."""
+
+    def __init__(self, package):
+        self.package = package
+        self.loader = getattr(package, "loader", None)  # the C++ runner: a flat list in, a flat list out
+
+    def __call__(self, *tensors: torch.Tensor) -> tuple:
+        flat = [t.contiguous() for t in tensors]
+        if self.loader is not None:
+            return tuple(self.loader.run(flat))
+        return tuple(self.package(*flat))
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """Torch's compile loggers at ERROR for the block: Inductor logs its choices as warnings ("missing a
+    c-shim implementation, using proxy executor as fallback"), which tell the user nothing they can act on."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _ahead_of_time(graph: fx.GraphModule, example: tuple) -> Packaged:
+    """`graph` compiled by AOTInductor at the shapes of `example`, through the on-disk package cache."""
+    from torch._inductor import aoti_compile_and_package, aoti_load_package  # (AOTInductor's documented API)
+
+    from .package_cache import cached_package, fingerprint
+
+    graph.recompile()
+    example = tuple(t.clone().contiguous() for t in example)
+
+    def build(path):
+        with warnings.catch_warnings(), _quiet_loggers("torch._inductor", "torch._export", "torch.export",
+                                                       "torch._dynamo", "torch.fx"):
+            warnings.simplefilter("ignore")
+            program = torch.export.export(graph, example)
+            aoti_compile_and_package(program, package_path=str(path))
+
+    return cached_package(fingerprint(graph, example, "aoti"), build,
+                          lambda path: Packaged(aoti_load_package(str(path))))

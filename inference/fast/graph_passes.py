@@ -237,8 +237,18 @@ def _stand_in(node: fx.Node) -> torch.Tensor | None:
     return torch.zeros(tuple(value.shape), dtype=value.dtype)
 
 
+def _returns_alias(node: fx.Node) -> bool:
+    """A view: an ATen op whose result shares its input's memory (``view``, ``slice``, ``select``...)."""
+    return (node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
+            and any(r.alias_info is not None for r in node.target._schema.returns))
+
+
 def _users_mutate(node: fx.Node) -> bool:
-    return any(not _is_pure(user) and user.op == "call_function" for user in node.users)
+    """Whether an in-place operation writes to `node`'s memory, directly or through a view of it (``x[i] =
+    v`` records as a ``copy_`` into a ``slice`` of x): then its value is not a constant of the graph, nor
+    interchangeable with an equal value elsewhere."""
+    return any(user.op == "call_function" and (not _is_pure(user) or (_returns_alias(user) and _users_mutate(user)))
+               for user in node.users)
 
 
 def _fold_constants(gm: fx.GraphModule) -> None:
@@ -247,10 +257,11 @@ def _fold_constants(gm: fx.GraphModule) -> None:
     count = 0
     for node in list(gm.graph.nodes):
         if node.op == "get_attr":
-            values[node] = getattr(gm, node.target)
+            if not _users_mutate(node):
+                values[node] = getattr(gm, node.target)
             continue
-        if not _is_pure(node):
-            continue
+        if not _is_pure(node) or _users_mutate(node):
+            continue  # (a value written to in place is not a constant, nor is anything read from it)
         inputs = node.all_input_nodes
         if node.target in _METADATA_ONLY:  # the value depends on the input's shape and dtype alone
             args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: values.get(n, _stand_in(n)))
@@ -265,7 +276,7 @@ def _fold_constants(gm: fx.GraphModule) -> None:
         except Exception:
             continue
         values[node] = result
-        if not isinstance(result, torch.Tensor) or _users_mutate(node):
+        if not isinstance(result, torch.Tensor):
             continue
         while hasattr(gm, f"_folded_{count}"):  # (a later round must not overwrite an earlier round's constant)
             count += 1

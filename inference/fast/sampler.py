@@ -15,9 +15,15 @@ import torch
 
 from .adaptation import DualAveraging, WindowedCovariance, adaptation_windows, find_reasonable_step_size
 from .state import LeafInput, LeafState, SubtreeConstants
+from .compile import ahead_of_time_available, ahead_of_time_pays
 from .tree import Integrator, Leaf, Metric, NUTSKernel, ValueAndGrad, hmc_transition, velocity
 
-__all__ = ["run_chains", "probe_state"]
+__all__ = ["run_chains", "probe_state", "AHEAD_OF_TIME_DECIDE"]
+
+# ``compiler="auto"`` judges whether compiling the leaf step ahead of time pays after this many transitions,
+# on the tree sizes of the second half of them (the first ones, before dual averaging settles, are not
+# typical of the run)
+AHEAD_OF_TIME_DECIDE = 50
 
 
 def probe_state(z, U, grad, inverse_mass, generator, K: int) -> tuple[LeafState, SubtreeConstants, LeafInput]:
@@ -95,9 +101,12 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
     # the compile checks' random probes come from a generator of their own, seeded by one draw that every
     # run makes: compiled or not, the run's own stream then goes on the same, and so do its draws
     probes = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+    unavailable = ""  # why AOTInductor, asked for by name, did not compile the leaf step
     if method == "nuts" and traceable is not None:
-        leaf.compile([probe_state(z, U, grad, inverse_mass, probes, max(max_tree_depth, 1))
-                      for _ in range(2)])
+        examples = [probe_state(z, U, grad, inverse_mass, probes, max(max_tree_depth, 1)) for _ in range(2)]
+        if not leaf.compile(examples) and compiler == "inductor":
+            unavailable = leaf.why_not
+            leaf.compile(examples, compiler="auto")
     eps = torch.full((C, 1), float(step_size), dtype=dtype)
     if num_warmup > 0:
         eps = find_reasonable_step_size(integrator, z, U, grad, eps, generator, leaf)
@@ -114,9 +123,45 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
     kernel = NUTSKernel(leaf, max_tree_depth, C, D, dtype)
     if method == "nuts" and leaf.compiled is not None:
         kernel.compile_tree(integrator.metric, z, U, grad, eps, probes)
+
+    def describe() -> str:
+        if leaf.compiled is not None and leaf.compiler == "inductor":
+            return "leapfrog step compiled ahead of time (AOTInductor)"
+        return ("compiled leapfrog step and trajectory" if kernel.scripted else
+                "compiled leapfrog step" if leaf.compiled is not None else "eager leapfrog step") + (
+            f" (AOTInductor failed: {unavailable})" if unavailable else "")
+
     if on_compiled is not None:
-        on_compiled("compiled leapfrog step and trajectory" if kernel.scripted else
-                    "compiled leapfrog step" if leaf.compiled is not None else "eager leapfrog step")
+        on_compiled(describe())
+    total = num_warmup + num_samples
+    watch = (method == "nuts" and compiler == "auto" and leaf.compiled is not None
+             and total > AHEAD_OF_TIME_DECIDE and ahead_of_time_available())
+    leaves = 0  # the batch's leaf steps over the transitions that `ahead_of_time_pays` is judged on
+
+    def after(done: int, t) -> None:
+        """After `done` transitions: with ``compiler="auto"``, move the leaf step to AOTInductor once the
+        run's tree sizes show the compile pays (`compile.ahead_of_time_pays`); a fixed transition, so the
+        run stays a function of its seed."""
+        nonlocal kernel, leaves
+        if not watch or done > AHEAD_OF_TIME_DECIDE:
+            return
+        if done > AHEAD_OF_TIME_DECIDE // 2:
+            leaves += int(t.n_steps.max())  # (the chain with the longest trajectory sets the batch's)
+        if done < AHEAD_OF_TIME_DECIDE or not ahead_of_time_pays(
+                leaf.operations, leaves / (AHEAD_OF_TIME_DECIDE - AHEAD_OF_TIME_DECIDE // 2), total - done):
+            return
+        if bar is not None:
+            bar.set_postfix_str("compiling the leapfrog step ahead of time (AOTInductor, once per model)")
+        examples = [probe_state(z, U, grad, integrator.metric.inverse_mass, probes, max(max_tree_depth, 1))
+                    for _ in range(2)]
+        if leaf.compile(examples, compiler="inductor"):
+            kernel = NUTSKernel(leaf, max_tree_depth, C, D, dtype)
+            if on_compiled is not None:
+                on_compiled(f"{describe()} from transition {done + 1}")
+        elif on_compiled is not None:
+            on_compiled(f"{describe()} (AOTInductor would have paid but failed: {leaf.why_not})")
+        if bar is not None:
+            bar.set_postfix_str("")
 
     def transition(z, U, grad, eps):
         if method == "nuts":
@@ -130,6 +175,7 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
     for it in range(num_warmup):
         t = transition(z, U, grad, eps)
         z, U, grad = t.z, t.U, t.grad
+        after(it + 1, t)
         eps = averaging.update(t.accept_prob)
         if any(start <= it < end for start, end in windows):
             estimator.add(z)
@@ -150,6 +196,7 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
     for s in range(num_samples):
         t = transition(z, U, grad, eps)
         z, U, grad = t.z, t.U, t.grad
+        after(num_warmup + s + 1, t)
         draws[:, s] = z
         rows["diverging"].append(t.diverging)
         rows["energy"].append(t.energy)
