@@ -32,7 +32,7 @@ of time, and Inductor's), so the suite's first fit pays any compile in full, as 
 model does. ``--refit`` adds a row for the same fit again, when that package is cached.
 
 ``--compilers`` adds a second table: the suite's fast backend with each compiler of
-`inference.fast.compile` (TorchScript, AOTInductor and plain Python) side by side.
+`inference.fast.compile` (TorchScript, AOTInductor and plain Python, or those named) side by side.
 
     PYTHONPATH=. python benchmarks/user_programs.py --compilers       # every program, 4 x (500 + 500)
     PYTHONPATH=. python benchmarks/user_programs.py --programs baseball lkj --skip-pyro --chains 2
@@ -112,7 +112,8 @@ def short_path(notes: list[str]) -> str:
     if first.startswith("fast backend:"):
         batching = first.split("(", 1)[1].split(")", 1)[0] if "(" in first else "?"
         metric = "dense" if "dense mass matrix" in first else "diag"
-        compiled = "compiled" if "compiled" in first else "eager"
+        compiled = ("AOTInductor" if "compiled ahead of time" in first else
+                    "compiled" if "compiled" in first else "eager")
         return f"fast: {batching}, {compiled}, {metric}"
     if first.startswith("fast backend unavailable"):
         return "FALLBACK: Pyro's kernels"
@@ -259,8 +260,9 @@ def bench_program(program, args, have_numpyro: bool) -> dict:
         again, _ = run_suite(program, data, budget, args.seed, args.pyro_timeout)
         runs.append(dataclasses.replace(again, sampler=REFIT))
     compilers = []
-    if args.compilers and post is not None:
-        compilers = [run_compiler(post, c, budget, args.seed) for c in ("torchscript", "inductor", "python")]
+    if args.compilers is not None and post is not None:
+        compilers = [run_compiler(post, c, budget, args.seed)
+                     for c in (args.compilers or ("torchscript", "inductor", "python"))]
     if not args.skip_pyro:
         runs.append(run_stock_pyro(program, data, budget, args.seed, args.pyro_timeout))
     ported = have_numpyro and _has_port(program.name)
@@ -367,8 +369,8 @@ def main(argv=None) -> None:
                         help="seconds after which a Pyro-kernel run (stock, or the suite's fallback) is cut")
     parser.add_argument("--no-numpyro", action="store_true")
     parser.add_argument("--reference-samples", type=int, default=5000, help="draws per chain of the reference run")
-    parser.add_argument("--compilers", action="store_true",
-                        help="also run the fast backend with each compiler (TorchScript, plain Python)")
+    parser.add_argument("--compilers", nargs="*", default=None, choices=("torchscript", "inductor", "python"),
+                        help="also run the fast backend with each compiler named (none named: all three)")
     parser.add_argument("--in-process", action="store_true",
                         help="run every program in this process (by default each runs in a process of its own, "
                              "so that one that crashes or exhausts memory leaves the others' results)")
@@ -417,7 +419,7 @@ def main(argv=None) -> None:
         print("Runs that were cut or failed:")
         for p in problems:
             print(f"- {p}")
-    if args.compilers:
+    if args.compilers is not None:
         print()
         print("| " + " | ".join(COMP_HEADER) + " |")
         print("|" + "---|" * len(COMP_HEADER))

@@ -505,8 +505,14 @@ class Posterior:
             n = int(np.sum(self.sample_stats["diverging"]))
             if n:
                 total = self.sample_stats["diverging"].size
+                remedy = "raise target_accept or reparameterise"
+                if self.settings.get("adaptation") == "pooled" and self.settings.get("backend", "fast") == "fast" \
+                        and self.num_chains > 1:
+                    # one metric for all chains can be too wide for a chain whose warm-up saw other scales
+                    # (the horseshoe, a funnel: docs/mcmc.md)
+                    remedy += ", or adapt each chain on its own (adaptation='per chain')"
                 found.append(f"{n} of {total} transitions diverged: the sampler could not follow the "
-                             "posterior's geometry; raise target_accept or reparameterise")
+                             f"posterior's geometry; {remedy}")
         if self.method in ("nuts", "hmc") and self.num_draws > 3 and not self.exact:
             # (exact draws are independent by construction: no chain to mix, nothing for R-hat or ESS to find)
             # raw values: ArviZ rounds to two decimals by default, which hid 1.014 and showed 1.0171 as 1.020

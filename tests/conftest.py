@@ -19,6 +19,14 @@ REPO = Path(__file__).resolve().parents[1]
 # The tests' tensors are small: intra-op threads only add contention (badly so on a loaded 2-core machine).
 torch.set_num_threads(1)
 
+# Leaf steps compiled ahead of time go to a folder of the test run, not the user's ~/.cache (the variable
+# passes to the subprocesses the tests start: `make run`, `ppl`, notebooks)
+if "PPL_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    _COMPILED = tempfile.TemporaryDirectory(prefix="ppl-test-cache-")  # (removed when the process ends)
+    os.environ["PPL_CACHE_DIR"] = _COMPILED.name
+
 
 def shared_data_dir() -> Path | None:
     """`../shared/data` beside the checkout (or $PPL_SHARED_DATA); None when absent (a user's checkout)."""

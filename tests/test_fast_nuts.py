@@ -650,3 +650,17 @@ def test_auto_moves_to_ahead_of_time_at_a_fixed_transition_and_stays_reproducibl
     p = first.samples["p"]
     mcse = float(az.mcse(az.convert_to_dataset({"p": p}))["p"])
     assert abs(p.mean() - 9 / 14) < 4 * mcse
+
+
+def test_divergences_under_the_pooled_warm_up_name_the_per_chain_one_as_a_remedy():
+    """One metric for all chains can be too wide for a chain whose warm-up saw other scales (the horseshoe
+    on two seeds of three, the centred eight schools on one): the divergence problem names the per-chain
+    warm-up; under the per-chain warm-up it does not."""
+    from benchmarks.corpus import eight_schools_centred as program
+
+    kw = dict(method="nuts", num_chains=4, num_samples=200, num_warmup=30, progress=False, seed=1)
+    pooled = [p for p in fit(program.MODEL, data=program.data(0), **kw).problems() if "diverged" in p]
+    per_chain = [p for p in fit(program.MODEL, data=program.data(0), adaptation="per chain", **kw).problems()
+                 if "diverged" in p]
+    assert pooled and "adaptation='per chain'" in pooled[0]
+    assert per_chain and "adaptation=" not in per_chain[0]

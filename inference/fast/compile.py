@@ -12,8 +12,9 @@ Three implementations, picked by name (`COMPILERS`):
   library whose C++ runner calls a few fused kernels: the horseshoe's leaf step, 188 operations, runs in
   about 40 microseconds instead of TorchScript's 340, the HMM's 1,746 in 200 instead of 2,600. It needs a
   C++ compiler and takes 15-80 s per graph, so packages are cached on disk by a fingerprint of the
-  graph, its constants (the data) and the torch version (`package_dir`): a model compiles once, later fits
-  load it in well under a second. The doubling loop runs as plain Python around it. It is called through
+  graph, its constants (the data) and the torch version (`package_cache`): a model compiles once, later
+  fits load it in about 2 s. The doubling loop runs as plain Python around it (`tree.FlatTreeBuilder`),
+  about 15 microseconds a leaf. It is called through
   the loaded package's ``loader.run`` on a flat list of tensors (the package's ``__call__`` re-parses its
   argument spec and flattens a pytree on every call, which doubles the cost of a small step).
 - ``"python"``: no compiler at all. The simplified FX graph is itself the compiled function (its
@@ -22,7 +23,12 @@ Three implementations, picked by name (`COMPILERS`):
   Python around it.
 
 ``"auto"`` (the default) uses TorchScript where this torch has it and it reproduces the eager step, and
-the Python implementation otherwise, so the default engine does not depend on TorchScript alone.
+the Python implementation otherwise, so the default engine does not depend on TorchScript alone. For
+NUTS it then moves the leaf step to AOTInductor after a fixed number of transitions where the run's tree
+sizes show that the compile pays for itself within the run (`ahead_of_time_pays`, a cost model of
+measured constants, not the clock, so that the run remains a function of its seed; whether a package is
+already cached does not enter it either). A compile that fails leaves TorchScript running, and the
+backend note says why.
 ``torch.compile`` (Inductor behind TorchDynamo) was measured and rejected: its kernels are the ones
 AOTInductor builds, but each call pays TorchDynamo's guards on every input and a Python wrapper that
 checks every input's strides (210 microseconds a call on the horseshoe's leaf step, against 40 from
