@@ -100,10 +100,9 @@ def cached_package(key: str, build: Callable[[Path], None], load: Callable[[Path
     except OSError:
         writable = False
     if not writable:
-        with tempfile.TemporaryDirectory(prefix="ppl-compiled-") as scratch:
-            with _temporary(Path(scratch), key) as tmp:
-                build(tmp)
-                return load(tmp)
+        with tempfile.TemporaryDirectory(prefix="ppl-compiled-") as scratch:  # (removed with what is in it)
+            build(Path(scratch) / f"{key}.pt2")
+            return load(Path(scratch) / f"{key}.pt2")
     with _temporary(folder, key) as tmp:
         build(tmp)
         os.replace(tmp, path)
