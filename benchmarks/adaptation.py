@@ -1,15 +1,17 @@
-"""The fast backend's warm-up, pooled across the chains against per chain (Stan's), side by side.
+"""The fast backend's warm-ups, pooled across the chains and per chain (Stan's), side by side.
 
 `fit(method="nuts", adaptation=...)` on the nine models of `benchmarks/mcmc.py` (references: Stan's draws
 from posteriordb, the exact Beta posterior, importance sampling) and on the corpus of Pyro programs of
 `benchmarks/corpus` (reference: a NumPyro dense run of the program's port, 4 x 2000 after 1000 warm-up,
 `benchmarks/numpyro_ports.py`; without NumPyro the corpus rows have no accuracy columns). Per model and
-seed, both warm-ups run back to back in one process, same budget and seed; ESS is the smallest bulk ESS
-over the model's scalar parameters, and the last columns give the accuracy against the reference. The
-summary line gives the geometric mean of pooled / per chain ESS per second over each group.
+seed, the warm-ups (`--adaptations`: all of ``inference.fast.ADAPTATIONS`` by default, ``"per chain"``
+always) run back to back in one process, same budget and seed; ESS is the smallest bulk ESS over the
+model's scalar parameters, and the last columns give the accuracy against the reference. The summary lines
+give the geometric mean of each warm-up's ESS per second over per chain's, over each group.
 
     PYTHONPATH=. python benchmarks/adaptation.py                         # everything, seed 0
     PYTHONPATH=. python benchmarks/adaptation.py --corpus gmm eight_schools_centred --models --seeds 3
+    PYTHONPATH=. python benchmarks/adaptation.py --corpus eight_schools_centred --seeds 20 --adaptations pooled
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ import importlib.util
 
 from scipy.stats import gmean
 
+from inference.fast import ADAPTATIONS as ALL
+
 from benchmarks import mcmc as nine
 from benchmarks import user_programs as corpus
 
-ADAPTATIONS = ("per chain", "pooled")
-HEADER = ("group", "model", "seed", "warm-up", "wall s", "min bulk ESS", "ESS/s", "pooled / per chain",
+BASELINE = "per chain"
+ADAPTATIONS = [BASELINE] + [a for a in ALL if a != BASELINE]  # (set from --adaptations)
+HEADER = ("group", "model", "seed", "warm-up", "wall s", "min bulk ESS", "ESS/s", "/ per chain",
           "max abs(mean-ref)/ref sd", "sd ratio")
 
 
@@ -35,9 +40,19 @@ def _row(group: str, model: str, seed: int, adaptation: str, m: dict | None, rat
     return "| " + " | ".join(cells) + " |"
 
 
-def nine_models(names, seeds, budget) -> list[float]:
-    """Both warm-ups on the models of `benchmarks/mcmc.py`; prints rows, returns the ESS/s ratios."""
-    ratios = []
+def _report(group: str, name: str, seed: int, measured: dict, ratios: dict) -> None:
+    """Print one row per warm-up; add each one's ESS/s over per chain's to `ratios` (warm-up -> list)."""
+    for adaptation in ADAPTATIONS:
+        ratio = None
+        if adaptation != BASELINE:
+            ratio = measured[adaptation]["ess_s"] / measured[BASELINE]["ess_s"]
+            ratios.setdefault(adaptation, []).append(ratio)
+        print(_row(group, name, seed, adaptation, measured[adaptation], ratio), flush=True)
+
+
+def nine_models(names, seeds, budget) -> dict[str, list[float]]:
+    """The warm-ups on the models of `benchmarks/mcmc.py`; prints rows, returns the ESS/s ratios."""
+    ratios: dict[str, list[float]] = {}
     for problem in nine.problems():
         if names and problem["name"] not in names:
             continue
@@ -46,21 +61,17 @@ def nine_models(names, seeds, budget) -> list[float]:
             for adaptation in ADAPTATIONS:
                 samples, seconds, _ = nine.run_suite(problem, *budget, seed, adaptation=adaptation)
                 measured[adaptation] = nine._assess(samples, problem["reference"], seconds)
-            ratio = measured["pooled"]["ess_s"] / measured["per chain"]["ess_s"]
-            ratios.append(ratio)
-            for adaptation in ADAPTATIONS:
-                print(_row("nine", problem["name"], seed, adaptation, measured[adaptation],
-                           ratio if adaptation == "pooled" else None), flush=True)
+            _report("nine", problem["name"], seed, measured, ratios)
     return ratios
 
 
-def corpus_programs(names, seeds, budget, reference_samples: int) -> list[float]:
-    """Both warm-ups on the corpus; prints rows, returns the ESS/s ratios."""
+def corpus_programs(names, seeds, budget, reference_samples: int) -> dict[str, list[float]]:
+    """The warm-ups on the corpus; prints rows, returns the ESS/s ratios."""
     from benchmarks.corpus import PROGRAMS
 
     have_numpyro = importlib.util.find_spec("numpyro") is not None
     chains, warmup, draws = budget
-    ratios = []
+    ratios: dict[str, list[float]] = {}
     for name, program in PROGRAMS.items():
         if names and name not in names:
             continue
@@ -89,11 +100,7 @@ def corpus_programs(names, seeds, budget, reference_samples: int) -> list[float]
                     params = _scalar_params({k: v for k, v in corpus.identified(name, run.draws).items() if k in sites})
                     ess = min(float(az.ess(v, method="bulk")) for v in params.values() if v.std() > 0)
                     measured[adaptation] = {"wall": run.seconds, "ess": ess, "ess_s": ess / run.seconds}
-            ratio = measured["pooled"]["ess_s"] / measured["per chain"]["ess_s"]
-            ratios.append(ratio)
-            for adaptation in ADAPTATIONS:
-                print(_row("corpus", name, seed, adaptation, measured[adaptation],
-                           ratio if adaptation == "pooled" else None), flush=True)
+            _report("corpus", name, seed, measured, ratios)
     return ratios
 
 
@@ -114,7 +121,11 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--reference-samples", type=int, default=2000)
+    parser.add_argument("--adaptations", nargs="+", choices=[a for a in ALL if a != BASELINE],
+                        help="the warm-ups set beside per chain's (default: all)")
     args = parser.parse_args(argv)
+    if args.adaptations:
+        ADAPTATIONS[1:] = [a for a in ALL if a in args.adaptations]
     run_nine = args.models is not None or args.corpus is None
     run_corpus = args.corpus is not None or args.models is None
     budget = (args.chains, args.warmup, args.samples)
@@ -126,11 +137,13 @@ def main(argv=None) -> None:
     summary = []
     _warm_up_process()
     if run_nine:
-        r = nine_models(args.models, seeds, budget)
-        summary.append(f"nine models: geometric mean of pooled / per chain ESS/s {gmean(r):.2f} over {len(r)} runs")
+        for adaptation, r in nine_models(args.models, seeds, budget).items():
+            summary.append(f"nine models: geometric mean of {adaptation} / per chain ESS/s {gmean(r):.2f} "
+                           f"over {len(r)} runs")
     if run_corpus:
-        r = corpus_programs(args.corpus, seeds, budget, args.reference_samples)
-        summary.append(f"corpus: geometric mean of pooled / per chain ESS/s {gmean(r):.2f} over {len(r)} runs")
+        for adaptation, r in corpus_programs(args.corpus, seeds, budget, args.reference_samples).items():
+            summary.append(f"corpus: geometric mean of {adaptation} / per chain ESS/s {gmean(r):.2f} "
+                           f"over {len(r)} runs")
     print()
     for line in summary:
         print(line)

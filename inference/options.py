@@ -36,7 +36,7 @@ GUIDES = ("normal", "mvn", "delta")
 # the fast backend's ways of batching the chains and of compiling (`inference.fast.BATCHINGS`, `COMPILERS`)
 BATCHINGS = ("auto", "vectorised", "chain plate")
 COMPILERS = ("auto", "torchscript", "inductor", "python")
-ADAPTATIONS = ("pooled", "per chain")  # the fast backend's warm-up (`inference.fast.ADAPTATIONS`)
+ADAPTATIONS = ("pooled", "pooled metric", "per chain")  # the fast backend's warm-up (`inference.fast.ADAPTATIONS`)
 OPTIMIZERS = ("lbfgs", "adam")
 
 SEED_MAX = 2**32 - 1  # NumPy's seed range: every engine's generator accepts any seed in [0, SEED_MAX]
@@ -189,7 +189,8 @@ ENGINE_OPTIONS: tuple[EngineOption, ...] = (
                  "the fast backend's warm-up starts from the curvature at the mode"),
     EngineOption("adaptation", "choice", _all(MCMC, "pooled"),
                  "the fast backend's warm-up: 'pooled' (one step size and metric for all chains, estimated from "
-                 "all of them), 'per chain' (each chain its own, as Stan)", choices=ADAPTATIONS),
+                 "all of them), 'pooled metric' (one metric, a step size per chain: funnels), 'per chain' (each "
+                 "chain its own, as Stan)", choices=ADAPTATIONS),
     EngineOption("batching", "choice", _all(MCMC, "auto"),
                  "how the fast backend batches the chains: 'vectorised' (one chain's potential, vmapped: any "
                  "program), 'chain plate' (an outer plate: programs that broadcast); 'auto': the plate where it works",

@@ -508,9 +508,9 @@ class Posterior:
                 remedy = "raise target_accept or reparameterise"
                 if self.settings.get("adaptation") == "pooled" and self.settings.get("backend", "fast") == "fast" \
                         and self.num_chains > 1:
-                    # one metric for all chains can be too wide for a chain whose warm-up saw other scales
-                    # (the horseshoe, a funnel: docs/mcmc.md)
-                    remedy += ", or adapt each chain on its own (adaptation='per chain')"
+                    # one step size for all chains can be too large for a chain that wanders where the
+                    # posterior is narrower (the horseshoe, a funnel: docs/mcmc.md)
+                    remedy += ", or give each chain its own step size (adaptation='pooled metric')"
                 found.append(f"{n} of {total} transitions diverged: the sampler could not follow the "
                              f"posterior's geometry; {remedy}")
         if self.method in ("nuts", "hmc") and self.num_draws > 3 and not self.exact:

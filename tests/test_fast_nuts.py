@@ -20,7 +20,7 @@ import torch
 from pyro.infer.mcmc.util import initialize_model
 
 from inference import fit
-from inference.fast.adaptation import WindowedCovariance, adaptation_windows
+from inference.fast.adaptation import ADAPTATIONS, WindowedCovariance, adaptation_windows
 from inference.fast.compile import ahead_of_time_available
 from inference.fast.sampler import run_chains
 from inference.fast.tree import leaf_checkpoints
@@ -106,11 +106,11 @@ def test_batched_potential_matches_pyro_potential_fn():
     assert torch.allclose(U2, U, rtol=1e-5) and torch.allclose(grad2, grad, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("pooled", [False, True], ids=["per chain", "pooled"])
+@pytest.mark.parametrize("adaptation", ADAPTATIONS)
 @pytest.mark.parametrize("full_mass", [False, True])
-def test_sampler_on_a_correlated_gaussian(full_mass, pooled):
+def test_sampler_on_a_correlated_gaussian(full_mass, adaptation):
     """The batched NUTS alone, on N(m, S) with correlation 0.9 and scales 1 and 10: mean within 4 MCSE,
-    variances within 10 %; with the warm-up adapted per chain and pooled."""
+    variances within 10 %; with every warm-up of `ADAPTATIONS`."""
     m = torch.tensor([1.0, -3.0], dtype=torch.float64)
     S = torch.tensor([[1.0, 0.9 * 10], [0.9 * 10, 100.0]], dtype=torch.float64)
     P = torch.linalg.inv(S)
@@ -122,10 +122,10 @@ def test_sampler_on_a_correlated_gaussian(full_mass, pooled):
     gen = torch.Generator().manual_seed(3)
     z0 = torch.rand(4, 2, generator=gen, dtype=torch.float64) * 4 - 2
     draws, stats = run_chains(value_and_grad, z0, num_samples=1000, num_warmup=500, full_mass=full_mass,
-                              generator=gen, pooled=pooled)
+                              generator=gen, adaptation=adaptation)
     assert set(stats) == set(STAT_NAMES) and stats["n_steps"].shape == (4, 1000)
     step_sizes = stats["step_size"][:, -1]
-    assert (np.ptp(step_sizes) == 0) == pooled, step_sizes  # pooled: one step size for every chain
+    assert (np.ptp(step_sizes) == 0) == (adaptation == "pooled"), step_sizes  # pooled: one step for every chain
     d = draws.numpy()
     idata = az.from_dict(posterior={"x0": d[..., 0], "x1": d[..., 1]})
     mcse, rhat = az.mcse(idata), az.rhat(idata)
@@ -135,6 +135,32 @@ def test_sampler_on_a_correlated_gaussian(full_mass, pooled):
         assert float(rhat[name]) < 1.01
     assert abs(np.corrcoef(d[..., 0].ravel(), d[..., 1].ravel())[0, 1] - 0.9) < 0.03
     assert not stats["diverging"].any()
+
+
+def test_pooled_metric_gives_a_chain_in_a_narrower_place_a_shorter_step():
+    """Chains whose targets differ in scale (N(0, 1) for two, N(0, 4^2) for the other two: what chains in the
+    neck and the mouth of a funnel see) share one metric under ``"pooled"`` and ``"pooled metric"``; only
+    ``"pooled metric"`` then gives the narrow chains a shorter step (by about the ratio of scales, 4: more
+    than 2 is asked), and only ``"per chain"`` gives each chain a metric of its own (steps within 1.5x).
+    Every chain's draws have its own target's variance (within 15 %) under all three."""
+    scales = torch.tensor([1.0, 1.0, 4.0, 4.0], dtype=torch.float64)[:, None]
+
+    def value_and_grad(z):
+        return 0.5 * ((z / scales) ** 2).sum(-1), z / scales ** 2
+
+    steps = {}
+    for adaptation in ADAPTATIONS:
+        gen = torch.Generator().manual_seed(0)
+        z0 = torch.randn(4, 1, generator=gen, dtype=torch.float64)
+        draws, stats = run_chains(value_and_grad, z0, num_samples=1000, num_warmup=500, generator=gen,
+                                  adaptation=adaptation)
+        variances = draws[..., 0].var(1)
+        assert torch.allclose(variances, scales[:, 0] ** 2, rtol=0.15), (adaptation, variances)
+        steps[adaptation] = stats["step_size"][:, -1]
+    narrow, wide = steps["pooled metric"][:2], steps["pooled metric"][2:]
+    assert wide.min() > 2 * narrow.max(), steps
+    assert np.ptp(steps["pooled"]) == 0
+    assert steps["per chain"].max() < 1.5 * steps["per chain"].min(), steps
 
 
 @pytest.mark.parametrize("dense", [False, True])
@@ -648,15 +674,18 @@ def test_auto_moves_to_ahead_of_time_at_a_fixed_transition_and_stays_reproducibl
     assert abs(p.mean() - 9 / 14) < 4 * mcse
 
 
-def test_divergences_under_the_pooled_warm_up_name_the_per_chain_one_as_a_remedy():
-    """One metric for all chains can be too wide for a chain whose warm-up saw other scales (the horseshoe
-    on two seeds of three, the centred eight schools on one): the divergence problem names the per-chain
-    warm-up; under the per-chain warm-up it does not."""
+def test_divergences_under_the_pooled_warm_up_name_a_step_size_per_chain_as_a_remedy():
+    """One step size for all chains can be too large for a chain that wanders where the posterior is narrow
+    (the horseshoe on two seeds of ten, the centred eight schools on three of twenty): the divergence
+    problem names the warm-up with a step size per chain; under the per-chain warm-up it does not."""
     from benchmarks.corpus import eight_schools_centred as program
 
     kw = dict(method="nuts", num_chains=4, num_samples=200, num_warmup=30, progress=False, seed=1)
     pooled = [p for p in fit(program.MODEL, data=program.data(0), **kw).problems() if "diverged" in p]
     per_chain = [p for p in fit(program.MODEL, data=program.data(0), adaptation="per chain", **kw).problems()
                  if "diverged" in p]
-    assert pooled and "adaptation='per chain'" in pooled[0]
+    assert pooled and "adaptation='pooled metric'" in pooled[0]
     assert per_chain and "adaptation=" not in per_chain[0]
+    post = fit(program.MODEL, data=program.data(0), adaptation="pooled metric", **kw)
+    assert any("one metric for all chains and a step size per chain" in note for note in post.notes), post.notes
+    assert all("adaptation=" not in p for p in post.problems())

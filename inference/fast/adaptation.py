@@ -6,16 +6,23 @@ diagonal or dense inverse mass matrix is estimated in doubling windows (`adaptat
 buffer 75, first window 25, final buffer 50, scaled down for short warm-ups) with Stan's regularisation
 (`WindowedCovariance`), the step size re-initialised after each window.
 
-Two ways (`ADAPTATIONS`). ``"per chain"``: every chain keeps its own step size and mass matrix, as if it
-ran alone (Stan). ``"pooled"`` (the default): one step size and one mass matrix for all chains, the step
-size adapted to the chains' mean acceptance and re-initialised at the geometric mean of their heuristic
-step sizes, the mass matrix the mean of the chains' within-chain covariances (each about its own chain's
-mean, so chains in different places do not inflate it). The chains advance in lock-step and a batch
-waits for its longest tree: with per-chain adaptation their step sizes ended warm-up 2-7x apart on the
-Gaussian mixture of Pyro's tutorial (and 1.9x on the horseshoe), the short-step chain setting every
-transition's cost, and a chain whose warm-up happened to miss the narrow part of the posterior kept a step
-size too large for it (divergences, a low ESS). Pooled, four chains estimate one metric from four times
-the draws. Measured in benchmarks/README.md ("pooled against per-chain warm-up").
+Three ways (`ADAPTATIONS`, each a `Pooling` of the step size and of the metric). ``"per chain"``: every
+chain keeps its own step size and mass matrix, as if it ran alone (Stan). ``"pooled"`` (the default): one
+step size and one mass matrix for all chains, the step size adapted to the chains' mean acceptance and
+re-initialised at the geometric mean of their heuristic step sizes, the mass matrix the mean of the chains'
+within-chain covariances (each about its own chain's mean, so chains in different places do not inflate
+it). ``"pooled metric"``: that one mass matrix, and a step size per chain.
+
+The chains advance in lock-step and a batch waits for its longest tree: with per-chain adaptation their
+step sizes ended warm-up 2-7x apart on the Gaussian mixture of Pyro's tutorial, the short-step chain
+setting every transition's cost. Pooled, four chains estimate one metric from four times the draws, and
+one step size from four times the acceptances: less noise, and (dual averaging on a noisy acceptance
+settles on a smaller step) a step size 20-30 % larger, the one that meets the target acceptance. Where the
+chains see different geometry (a funnel, the horseshoe's global-local scales) one step size fails a chain
+that wanders where it is too large: it diverges and sticks. ``"pooled metric"`` lets such a chain take
+shorter steps. Measured in benchmarks/README.md ("pooled against per-chain warm-up", "The pooled
+metric's failures" and "A step size per chain"): no warm-up is best everywhere, so the default stays the one best on the nine models
+and the HMM, and `Posterior.problems` names ``"pooled metric"`` when a pooled run diverged.
 
 References: Hoffman & Gelman (2014), Stan `stepsize_adaptation.hpp` and `windowed_adaptation.hpp`.
 """
@@ -23,15 +30,34 @@ References: Hoffman & Gelman (2014), Stan `stepsize_adaptation.hpp` and `windowe
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
 from .state import LeafInput, LeafState, SubtreeConstants
 from .tree import Integrator, Leaf, kinetic_energy, where_chains
 
-__all__ = ["ADAPTATIONS", "find_reasonable_step_size", "DualAveraging", "WindowedCovariance", "adaptation_windows"]
+__all__ = ["ADAPTATIONS", "Pooling", "pooling", "find_reasonable_step_size", "DualAveraging", "WindowedCovariance",
+           "adaptation_windows"]
 
-ADAPTATIONS = ("pooled", "per chain")
+
+class Pooling(NamedTuple):
+    """What one warm-up adapts from all chains together, for all of them."""
+
+    step: bool    # one step size, adapted to the chains' mean acceptance
+    metric: bool  # one mass matrix, the mean of the chains' within-chain covariances
+
+
+_POOLINGS = {"pooled": Pooling(step=True, metric=True), "pooled metric": Pooling(step=False, metric=True),
+             "per chain": Pooling(step=False, metric=False)}
+ADAPTATIONS = tuple(_POOLINGS)
+
+
+def pooling(adaptation: str) -> Pooling:
+    """The `Pooling` of a name of `ADAPTATIONS`."""
+    if adaptation not in _POOLINGS:
+        raise ValueError(f"adaptation must be one of {ADAPTATIONS}, not {adaptation!r}")
+    return _POOLINGS[adaptation]
 
 
 def find_reasonable_step_size(integrator: Integrator, z, U, grad, step_size, generator,

@@ -93,7 +93,8 @@ def run_fast_mcmc(model: Callable, data: dict, structure: ModelStructure, *, met
     ``warm_start`` starts warm-up from the curvature at the mode instead of the identity metric
     (`warm_start.laplace`; the chains still start from dispersed random points).
     ``adaptation`` (`ADAPTATIONS`): ``"pooled"`` gives every chain the same step size and metric, adapted
-    from all chains' warm-up draws; ``"per chain"`` adapts each chain on its own, as Stan does.
+    from all chains' warm-up draws; ``"pooled metric"`` the same metric and a step size each; ``"per chain"``
+    adapts each chain on its own, as Stan does.
     ``batching`` (`potential.BATCHINGS`) and ``compiler`` (`compile.COMPILERS`) pick how the chain
     dimension is added and what compiles; the defaults pick by themselves.
     """
@@ -157,14 +158,18 @@ def _run(model, data, structure, *, method, seed, num_chains, num_samples, num_w
                               is_failure=is_numerical_failure,
                               on_compiled=record if method == "nuts" else None,
                               initial_inverse_mass=initial_inverse_mass, compiler=compiler,
-                              pooled=adaptation == "pooled")
+                              adaptation=adaptation)
     with torch.no_grad():
         values = potential.constrain(draws)
     samples = {name: v.detach().cpu().numpy() for name, v in values.items()}
     note = (f"fast backend: {num_chains} chains advanced as one batch ({potential.batching}), {how_compiled[0]}, "
             f"{'dense' if full_mass else 'diagonal'} mass matrix"
-            f"{', adapted per chain' if adaptation != 'pooled' and num_chains > 1 else ''}")
+            f"{_ADAPTED[adaptation] if num_chains > 1 else ''}")
     return samples, stats, [note] + ([warm_note] if warm_note else [])
+
+
+_ADAPTED = {"pooled": "", "pooled metric": ", one metric for all chains and a step size per chain",
+            "per chain": ", adapted per chain"}  # (the note's words for each of `ADAPTATIONS`)
 
 
 def _robust_eager(potential: Potential, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .adaptation import DualAveraging, WindowedCovariance, adaptation_windows, find_reasonable_step_size
+from .adaptation import DualAveraging, WindowedCovariance, adaptation_windows, find_reasonable_step_size, pooling
 from .state import LeafInput, LeafState, SubtreeConstants
 from .compile import ahead_of_time_available, ahead_of_time_pays
 from .tree import Integrator, Leaf, Metric, NUTSKernel, ValueAndGrad, hmc_transition, velocity
@@ -67,7 +67,8 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
                is_failure: Callable[[BaseException], bool] | None = None,
                on_compiled: Callable[[str], None] | None = None,
                initial_inverse_mass: torch.Tensor | None = None,
-               compiler: str = "auto", pooled: bool = False) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+               compiler: str = "auto", adaptation: str = "per chain"
+               ) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """Warm up and sample every chain of ``z0`` ``(C, D)`` together.
 
     `value_and_grad` gives (U, dU/dz) for a ``(C, D)`` batch. `traceable`, if given, is a version of it
@@ -78,8 +79,8 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
     (see `BatchedPotential.per_chain`). `compiler` names the implementation of `compile` that compiles.
 
     `initial_inverse_mass` (``(C, D)``, or ``(C, D, D)`` with `full_mass`) is the metric warm-up starts
-    from instead of the identity (see `warm_start`). `pooled` adapts one step size and metric for all
-    chains (`adaptation.ADAPTATIONS`).
+    from instead of the identity (see `warm_start`). `adaptation` names what the warm-up adapts for all
+    chains together (`adaptation.ADAPTATIONS`).
 
     Returns the draws ``(C, num_samples, D)`` in unconstrained space and the per-draw statistics
     (diverging, energy, lp, acceptance_rate, step_size, n_steps, and tree_depth for NUTS), each
@@ -87,6 +88,7 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
     """
     C, D = z0.shape
     dtype = z0.dtype
+    pooled = pooling(adaptation)
     inverse_mass = torch.eye(D, dtype=dtype).expand(C, D, D).clone() if full_mass else torch.ones(C, D, dtype=dtype)
     if initial_inverse_mass is not None:
         if initial_inverse_mass.shape != inverse_mass.shape:
@@ -110,14 +112,14 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
     eps = torch.full((C, 1), float(step_size), dtype=dtype)
     if num_warmup > 0:
         eps = find_reasonable_step_size(integrator, z, U, grad, eps, generator, leaf)
-    averaging = DualAveraging(eps, target_accept, pooled=pooled)
+    averaging = DualAveraging(eps, target_accept, pooled=pooled.step)
     eps = averaging.start
     windows = adaptation_windows(num_warmup)
     window_ends = {end: i for i, (_, end) in enumerate(windows)}
     reference = None  # the scale of the metric's regularisation: the warm start's variances, if given
     if initial_inverse_mass is not None:
         reference = torch.diagonal(inverse_mass, dim1=-2, dim2=-1) if full_mass else inverse_mass
-    estimator = WindowedCovariance(C, D, full_mass, dtype, reference, pooled)
+    estimator = WindowedCovariance(C, D, full_mass, dtype, reference, pooled.metric)
     length = trajectory_length if trajectory_length is not None else 2 * math.pi
 
     kernel = NUTSKernel(leaf, max_tree_depth, C, D, dtype)
@@ -181,7 +183,7 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
             estimator.add(z)
         if it + 1 in window_ends:
             integrator.metric = Metric(estimator.inverse_mass())
-            estimator = WindowedCovariance(C, D, full_mass, dtype, reference, pooled)
+            estimator = WindowedCovariance(C, D, full_mass, dtype, reference, pooled.metric)
             eps = averaging.restart(find_reasonable_step_size(integrator, z, U, grad, eps, generator, leaf))
         if bar is not None:
             bar.update()
