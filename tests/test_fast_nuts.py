@@ -641,6 +641,28 @@ def test_the_ahead_of_time_rule_compiles_long_runs_of_large_steps_only():
     assert not ahead_of_time_pays(188, 450, 50)
 
 
+def test_the_rule_expects_shorter_trees_after_the_first_metric_window():
+    """Transitions 26-50 have trees 3.4-4.5x longer than the rest of the run: `expected_leaves` counts
+    the rate measured there until the first metric window ends (transition 100 of a 500-transition
+    warm-up) and a quarter of it after. On the rates measured over transitions 26-50: the centred eight
+    schools (135 operations, 106 leaves; 20-33 after) does not pay (it did before, for 22 s against a fit
+    of 4-8 s), the horseshoe (188, 1018) does, and the HMM (1,746, 102; about 30 after) is just below
+    break-even, as its first fit measured (123 s compiled against 107-126 s)."""
+    from inference.fast.compile import ahead_of_time_pays
+    from inference.fast.sampler import EARLY_TREES, expected_leaves
+
+    assert expected_leaves(100.0, 50, 1000, 100) == 100.0 * 50 + 100.0 / EARLY_TREES * 900
+    assert expected_leaves(100.0, 50, 1000, 0) == 100.0 * 950  # no windows: no discount
+    assert expected_leaves(100.0, 50, 80, 100) == 100.0 * 30   # the run ends before the window does
+
+    def pays(operations, rate):
+        return ahead_of_time_pays(operations, expected_leaves(rate, 50, 1000, 100) / 950, 950)
+
+    assert ahead_of_time_pays(135, 106, 950) and not pays(135, 106)  # the old rule's mistake, and the new
+    assert pays(188, 1018)
+    assert not pays(1746, 102) and pays(1746, 120)
+
+
 def test_an_inductor_that_fails_leaves_torchscript_and_says_why(monkeypatch):
     import inference.fast.compile as compile_seam
 
