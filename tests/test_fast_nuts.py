@@ -642,7 +642,7 @@ def test_the_ahead_of_time_rule_compiles_long_runs_of_large_steps_only():
 
 
 def test_the_rule_expects_shorter_trees_after_the_first_metric_window():
-    """Transitions 26-50 have trees 3.4-4.5x longer than the rest of the run: `expected_leaves` counts
+    """Transitions 26-50 have trees 2.1-4.5x longer than the rest of the run: `expected_leaves` counts
     the rate measured there until the first metric window ends (transition 100 of a 500-transition
     warm-up) and a quarter of it after. On the rates measured over transitions 26-50: the centred eight
     schools (135 operations, 106 leaves; 20-33 after) does not pay (it did before, for 22 s against a fit
