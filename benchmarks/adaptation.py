@@ -27,7 +27,7 @@ from benchmarks import mcmc as nine
 from benchmarks import user_programs as corpus
 
 BASELINE = "per chain"
-ADAPTATIONS = [BASELINE] + [a for a in ALL if a != BASELINE]  # (set from --adaptations)
+OTHERS = tuple(a for a in ALL if a != BASELINE)  # the warm-ups measured against it
 HEADER = ("group", "model", "seed", "warm-up", "wall s", "min bulk ESS", "ESS/s", "/ per chain",
           "max abs(mean-ref)/ref sd", "sd ratio")
 
@@ -41,8 +41,9 @@ def _row(group: str, model: str, seed: int, adaptation: str, m: dict | None, rat
 
 
 def _report(group: str, name: str, seed: int, measured: dict, ratios: dict) -> None:
-    """Print one row per warm-up; add each one's ESS/s over per chain's to `ratios` (warm-up -> list)."""
-    for adaptation in ADAPTATIONS:
+    """Print one row per warm-up of `measured`; add each one's ESS/s over per chain's to `ratios`
+    (warm-up -> list)."""
+    for adaptation in measured:
         ratio = None
         if adaptation != BASELINE:
             ratio = measured[adaptation]["ess_s"] / measured[BASELINE]["ess_s"]
@@ -50,7 +51,7 @@ def _report(group: str, name: str, seed: int, measured: dict, ratios: dict) -> N
         print(_row(group, name, seed, adaptation, measured[adaptation], ratio), flush=True)
 
 
-def nine_models(names, seeds, budget) -> dict[str, list[float]]:
+def nine_models(names, seeds, budget, adaptations) -> dict[str, list[float]]:
     """The warm-ups on the models of `benchmarks/mcmc.py`; prints rows, returns the ESS/s ratios."""
     ratios: dict[str, list[float]] = {}
     for problem in nine.problems():
@@ -58,14 +59,14 @@ def nine_models(names, seeds, budget) -> dict[str, list[float]]:
             continue
         for seed in seeds:
             measured = {}
-            for adaptation in ADAPTATIONS:
+            for adaptation in adaptations:
                 samples, seconds, _ = nine.run_suite(problem, *budget, seed, adaptation=adaptation)
                 measured[adaptation] = nine._assess(samples, problem["reference"], seconds)
             _report("nine", problem["name"], seed, measured, ratios)
     return ratios
 
 
-def corpus_programs(names, seeds, budget, reference_samples: int) -> dict[str, list[float]]:
+def corpus_programs(names, seeds, budget, reference_samples: int, adaptations) -> dict[str, list[float]]:
     """The warm-ups on the corpus; prints rows, returns the ESS/s ratios."""
     from benchmarks.corpus import PROGRAMS
 
@@ -79,7 +80,7 @@ def corpus_programs(names, seeds, budget, reference_samples: int) -> dict[str, l
         reference, sites = {}, None
         for seed in seeds:
             runs = {}
-            for adaptation in ADAPTATIONS:
+            for adaptation in adaptations:
                 runs[adaptation], post = corpus.run_suite(program, data, dict(num_chains=chains, num_warmup=warmup,
                                                                               num_samples=draws), seed, None,
                                                           adaptation=adaptation)
@@ -121,11 +122,10 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--reference-samples", type=int, default=2000)
-    parser.add_argument("--adaptations", nargs="+", choices=[a for a in ALL if a != BASELINE],
+    parser.add_argument("--adaptations", nargs="+", choices=OTHERS,
                         help="the warm-ups set beside per chain's (default: all)")
     args = parser.parse_args(argv)
-    if args.adaptations:
-        ADAPTATIONS[1:] = [a for a in ALL if a in args.adaptations]
+    adaptations = (BASELINE,) + tuple(a for a in OTHERS if not args.adaptations or a in args.adaptations)
     run_nine = args.models is not None or args.corpus is None
     run_corpus = args.corpus is not None or args.models is None
     budget = (args.chains, args.warmup, args.samples)
@@ -137,11 +137,12 @@ def main(argv=None) -> None:
     summary = []
     _warm_up_process()
     if run_nine:
-        for adaptation, r in nine_models(args.models, seeds, budget).items():
+        for adaptation, r in nine_models(args.models, seeds, budget, adaptations).items():
             summary.append(f"nine models: geometric mean of {adaptation} / per chain ESS/s {gmean(r):.2f} "
                            f"over {len(r)} runs")
     if run_corpus:
-        for adaptation, r in corpus_programs(args.corpus, seeds, budget, args.reference_samples).items():
+        for adaptation, r in corpus_programs(args.corpus, seeds, budget, args.reference_samples,
+                                                      adaptations).items():
             summary.append(f"corpus: geometric mean of {adaptation} / per chain ESS/s {gmean(r):.2f} "
                            f"over {len(r)} runs")
     print()

@@ -21,8 +21,9 @@ settles on a smaller step) a step size 20-30 % larger, the one that meets the ta
 chains see different geometry (a funnel, the horseshoe's global-local scales) one step size fails a chain
 that wanders where it is too large: it diverges and sticks. ``"pooled metric"`` lets such a chain take
 shorter steps. Measured in benchmarks/README.md ("pooled against per-chain warm-up", "The pooled
-metric's failures" and "A step size per chain"): no warm-up is best everywhere, so the default stays the one best on the nine models
-and the HMM, and `Posterior.problems` names ``"pooled metric"`` when a pooled run diverged.
+metric's failures" and "A step size per chain"): no warm-up is best everywhere, so the default stays the
+one best on the nine models and the HMM, and `Posterior.problems` names ``"pooled metric"`` when a pooled
+run diverged.
 
 References: Hoffman & Gelman (2014), Stan `stepsize_adaptation.hpp` and `windowed_adaptation.hpp`.
 """

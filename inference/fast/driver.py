@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .adaptation import ADAPTATIONS
+from .adaptation import ADAPTATIONS, pooling
 from .sampler import run_chains
 from .potential import NotBatchable, Potential, _short, is_numerical_failure
 from ..structure import ModelStructure
@@ -164,12 +164,16 @@ def _run(model, data, structure, *, method, seed, num_chains, num_samples, num_w
     samples = {name: v.detach().cpu().numpy() for name, v in values.items()}
     note = (f"fast backend: {num_chains} chains advanced as one batch ({potential.batching}), {how_compiled[0]}, "
             f"{'dense' if full_mass else 'diagonal'} mass matrix"
-            f"{_ADAPTED[adaptation] if num_chains > 1 else ''}")
+            f"{_adapted(adaptation) if num_chains > 1 else ''}")
     return samples, stats, [note] + ([warm_note] if warm_note else [])
 
 
-_ADAPTED = {"pooled": "", "pooled metric": ", one metric for all chains and a step size per chain",
-            "per chain": ", adapted per chain"}  # (the note's words for each of `ADAPTATIONS`)
+def _adapted(adaptation: str) -> str:
+    """The backend note's words for a warm-up that is not the default one."""
+    pooled = pooling(adaptation)
+    if pooled.step:
+        return ""
+    return ", one metric for all chains and a step size per chain" if pooled.metric else ", adapted per chain"
 
 
 def _robust_eager(potential: Potential, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -101,8 +101,9 @@ def cached_package(key: str, build: Callable[[Path], None], load: Callable[[Path
         writable = False
     if not writable:
         with tempfile.TemporaryDirectory(prefix="ppl-compiled-") as scratch:  # (removed with what is in it)
-            build(Path(scratch) / f"{key}.pt2")
-            return load(Path(scratch) / f"{key}.pt2")
+            package = Path(scratch) / f"{key}.pt2"
+            build(package)
+            return load(package)
     with _temporary(folder, key) as tmp:
         build(tmp)
         os.replace(tmp, path)
