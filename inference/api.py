@@ -18,6 +18,7 @@ from pyro import poutine
 from pyro.util import get_rng_state, set_rng_state
 
 from ppl_models.data import plain_data
+from ppl_models.errors import first_line
 from ppl_models.registry import resolve
 
 from .errors import InputError
@@ -107,8 +108,7 @@ def _check_structure(fn: Any, data: dict, structure: Any, method: str, settings:
         own = program_failure(exc, guide, "guide")
         if own is not None:
             raise own from exc
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError("guide", f"cannot run on this data: {first}") from exc
+        raise InputError("guide", f"cannot run on this data: {first_line(exc)}") from exc
     finally:
         pyro.clear_param_store()
         set_rng_state(rng)

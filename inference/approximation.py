@@ -45,6 +45,8 @@ import numpy as np
 import torch
 from pyro import poutine
 
+from ppl_models.errors import one_line
+
 from . import arviz_compat as azc
 from .fast import NotBatchable, Potential
 from .structure import ModelStructure, full_size_plates
@@ -271,7 +273,7 @@ def laplace_approximation(model: Callable, data: dict, structure: ModelStructure
         grad = _grad(objective, u0)
         hess_objective = _hessian(objective, u0)
     except Exception as exc:  # noqa: BLE001 (a program autograd cannot differentiate twice: said, not fatal)
-        return None, {"why": f"its curvature could not be computed ({type(exc).__name__}: {str(exc)[:80]})"}
+        return None, {"why": f"its curvature could not be computed ({one_line(exc, limit=80)})"}
     facts["grad_norm"] = float(grad.norm())
     try:
         step = torch.linalg.solve(hess_objective, grad)

@@ -32,6 +32,8 @@ import pandas as pd
 
 from ppl_models.registry import resolve
 
+from ppl_models.errors import first_line, one_line
+
 from . import arviz_compat as azc
 from .errors import InputError
 from .options import METHODS
@@ -132,8 +134,7 @@ def _loo(post: Any) -> _Loo:
             loo = azc.loo(idata)
         return _Loo(loo.elpd, loo.se, None)
     except Exception as exc:  # noqa: BLE001 (too few draws, a log-likelihood ArviZ cannot read: said in the row)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return _Loo(math.nan, math.nan, f"elpd_loo not computed: {first}")
+        return _Loo(math.nan, math.nan, f"elpd_loo not computed: {first_line(exc)}")
 
 
 def compare(model: Any, data: dict | None = None, methods: tuple[str, ...] | list[str] | None = None,
@@ -169,8 +170,7 @@ def compare(model: Any, data: dict | None = None, methods: tuple[str, ...] | lis
         except InputError:
             raise  # bad input is the caller's to fix, for every method alike
         except Exception as exc:  # noqa: BLE001 (a method that fails is one row; the others go on)
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            comparison.runs.append(MethodRun(method, time.perf_counter() - start, None, f"{type(exc).__name__}: {text}"))
+            comparison.runs.append(MethodRun(method, time.perf_counter() - start, None, one_line(exc)))
             continue
         comparison.runs.append(MethodRun(method, time.perf_counter() - start, post))
     return comparison

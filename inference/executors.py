@@ -32,6 +32,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ppl_models.errors import one_line
+
 from .errors import InputError
 
 EXECUTORS = ("local", "serial", "ray")
@@ -57,7 +59,7 @@ def check_picklable(obj: Any, what: str) -> None:
     try:
         pickle.dumps(obj)
     except Exception as exc:  # noqa: BLE001 (pickle raises several types)
-        raise InputError(what, f"cannot be sent to worker processes ({type(exc).__name__}: {exc}); define it at "
+        raise InputError(what, f"cannot be sent to worker processes ({one_line(exc)}); define it at "
                                "the top level of an importable module, or use executor='serial'") from None
 
 
@@ -293,9 +295,7 @@ def _run_fit(job: tuple[int, FitTask]) -> FitOutcome:
         return FitOutcome(index, name, post.method, post.samples, post.problems(), list(post.notes),
                           time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 (a failed fit is one outcome; the batch goes on)
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return FitOutcome(index, name, task.method, seconds=time.perf_counter() - start,
-                          error=f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+        return FitOutcome(index, name, task.method, seconds=time.perf_counter() - start, error=one_line(exc))
 
 
 def fit_many(tasks: Sequence[FitTask | dict], executor: str | Executor = "local", workers: int | None = None,

@@ -36,6 +36,8 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from tqdm.auto import tqdm
 
+from ppl_models.errors import first_line
+
 from .approximation import NUM_DRAWS, Approximation, guide_approximation, laplace_approximation
 from .convergence import MIN_WINDOW, Convergence, Iterates, Trend, loss_trend
 from .errors import InputError
@@ -491,8 +493,7 @@ def _approximation_or_note(compute: Callable, notes: list[str]) -> Approximation
     try:
         approximation = compute()
     except Exception as exc:  # noqa: BLE001 (the estimate stands; the note says what could not be checked)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        notes.append(f"Pareto k not computed: {first[:160]}")
+        notes.append(f"Pareto k not computed: {first_line(exc)[:160]}")
         return None
     if approximation is not None:
         notes.append(approximation.describe())

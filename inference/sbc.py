@@ -54,6 +54,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from ppl_models.errors import one_line
+
 from .errors import InputError
 from .options import MCMC
 from .uniformity import MIN_REPLICATES, Uniformity, binomial_test, ecdf_test, pit_value
@@ -228,8 +230,7 @@ def run_replicate(job: SBCJob) -> Replicate:
             warnings.simplefilter("ignore")
             _fill(rep, job, sim_seed, fit_seed, rank_seed)
     except Exception as exc:  # noqa: BLE001 (a failed replicate is recorded; the run goes on)
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        rep.error = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        rep.error = one_line(exc)
         rep.rank, rep.pit, rep.draws, rep.posterior_draw, rep.mean = {}, {}, {}, {}, {}
     rep.seconds = time.perf_counter() - start
     return rep
@@ -638,7 +639,7 @@ def sbc(model: Any, data: dict | None = None, method: str = "nuts", replicates: 
         try:
             result.prior_draws = _prior_reference(model, data, params, seed)
         except Exception as exc:  # noqa: BLE001 (the second check is left out, the ranks stand)
-            skipped["data-averaged posterior check"] = f"prior draws failed: {type(exc).__name__}: {exc}"
+            skipped["data-averaged posterior check"] = f"prior draws failed: {one_line(exc)}"
     bar = None
     if progress and jobs:
         from tqdm.auto import tqdm

@@ -33,6 +33,8 @@ from pyro.infer import config_enumerate
 from pyro.poutine.subsample_messenger import SubsampleMessenger
 from pyro.poutine.util import site_is_subsample
 
+from ppl_models.errors import first_line
+
 from .errors import InputError, ModelError
 
 STATES = "states"  # the key of a site's ``infer`` dict that names the states of its values 0, 1, ...
@@ -101,11 +103,6 @@ def _in_library(filename: str) -> bool:
 _DATA_ERRORS = (ValueError, RuntimeError, TypeError, IndexError)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def program_failure(exc: BaseException, program: Callable, role: str = "model") -> BaseException | None:
     """A `ModelError` when `exc` comes from the user's own program code (a ``raise`` or a Python error in
     the model's lines), ``None`` when it comes from inside torch/Pyro (a distribution refusing a value, a
@@ -118,10 +115,10 @@ def program_failure(exc: BaseException, program: Callable, role: str = "model") 
     user = [f for f in frames if not _in_library(f.filename)]
     if not user:
         return None if isinstance(exc, _DATA_ERRORS) else ModelError(
-            f"{role} {getattr(program, '__name__', '')} raised {type(exc).__name__}: {_first_line(exc)}")
+            f"{role} {getattr(program, '__name__', '')} raised {type(exc).__name__}: {first_line(exc)}")
     where = f" at {os.path.basename(user[-1].filename)}:{user[-1].lineno}"
     name = getattr(program, "__name__", "") or type(program).__name__
-    return ModelError(f"{role} {name} raised {type(exc).__name__}{where}: {_first_line(exc)}")
+    return ModelError(f"{role} {name} raised {type(exc).__name__}{where}: {first_line(exc)}")
 
 
 _SUITE = os.path.dirname(os.path.realpath(__file__)) + os.sep
@@ -318,7 +315,7 @@ def inspect_model(model: Callable, data: dict) -> ModelStructure:
             if own is not None and attempt == PRIOR_DRAWS - 1:
                 raise own from exc
             if own is None and (attempt == PRIOR_DRAWS - 1 or isinstance(exc, (TypeError, IndexError))):
-                raise InputError("data", f"the model cannot run on this data: {_first_line(exc)}") from exc
+                raise InputError("data", f"the model cannot run on this data: {first_line(exc)}") from exc
             # a prior draw can land where the model's own arithmetic fails (a covariance that is not
             # positive definite): draw again before blaming the data, as Pyro's initialisation does
     observed, enumerated, local, global_, determ, non_enum = [], [], [], [], [], []

@@ -22,6 +22,7 @@ import networkx as nx
 import torch
 
 from ppl_models.data import plain_data
+from ppl_models.errors import one_line
 from ppl_models.registry import resolve
 
 from .errors import PlateError
@@ -91,7 +92,7 @@ def graph(model: Any, data: Mapping[str, Any] | None = None, **options: Any) -> 
     except PlateError:
         raise
     except Exception as exc:
-        raise PlateError("data", f"the model cannot run on this data: {type(exc).__name__}: {exc}") from exc
+        raise PlateError("data", f"the model cannot run on this data: {one_line(exc)}") from exc
     if not x.sites:
         raise PlateError("model", "has no sample sites to draw")
     plate_index = {**default_indices(list(x.plates), plate_index), **plate_index}
@@ -103,7 +104,7 @@ def graph(model: Any, data: Mapping[str, Any] | None = None, **options: Any) -> 
         try:
             gx = extract(guide, kwargs, fields, seed)
         except Exception as exc:
-            raise PlateError("guide", f"the guide cannot run on this data: {type(exc).__name__}: {exc}") from exc
+            raise PlateError("guide", f"the guide cannot run on this data: {one_line(exc)}") from exc
         Q = _guide_graph(gx, x, G, labels)
     return PlateGraph(G, Q, name=name, show_distributions=bool(options.get("distributions", True)))
 

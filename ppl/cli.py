@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import interrupts
-from .io import UsageError, first_line, read_data
+from ppl_models.errors import one_line
+
+from .io import UsageError, read_data
 from .rundir import OutError, run_directory
 from .runs import write_run
 
@@ -323,7 +325,7 @@ def _figures(post, folder: Path) -> list:
     try:
         return run_figures(post, folder)
     except Exception as exc:
-        post.notes.append(f"figures not drawn: {type(exc).__name__}: {first_line(exc)}")
+        post.notes.append(f"figures not drawn: {one_line(exc)}")
         return []
 
 
@@ -335,7 +337,7 @@ def _check(spec, post, data: dict):
     try:
         return run_check(spec.name, post, data)
     except Exception as exc:
-        return Check(False, f"the oracle check could not run: {type(exc).__name__}: {first_line(exc)}")
+        return Check(False, f"the oracle check could not run: {one_line(exc)}")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -547,8 +549,7 @@ def _run(argv: Sequence[str] | None) -> int:
             text = f"{name}: {exc.problem}" if flag else str(exc)
             print(f"ppl: error: {text}", file=sys.stderr)
             return EXIT_USAGE
-        detail = f": {first_line(exc)}" if str(exc).strip() else ""
-        print(f"ppl: failed: {type(exc).__name__}{detail}", file=sys.stderr)
+        print(f"ppl: failed: {one_line(exc)}", file=sys.stderr)
         return EXIT_FAILURE
 
 

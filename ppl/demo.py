@@ -23,6 +23,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from inference.fast import one_thread
+from ppl_models.errors import one_line
 
 from .rundir import run_directory
 from .report import ModelReport, describe_data, inline_svg, page, row_site
@@ -59,7 +60,7 @@ def _comparison(progress: bool) -> tuple[str, str]:
             f"problems with {', '.join(flagged)}" if flagged else "no problems")
         return comparison_section(comparison), line
     except Exception as exc:  # the comparison is reported as failed; the demo's models stand
-        text = f"{type(exc).__name__}: {exc}"
+        text = one_line(exc)
         return (f"<section id='compare'><h2>Methods compared</h2><p class='bad'>failed: {html.escape(text)}</p>"
                 "</section>", f"comparison failed: {text}")
 
@@ -84,7 +85,7 @@ def _factorization(spec: Any, data: dict, folder: Path, report: ModelReport) -> 
         graph = plates.graph(spec, data)
     except Exception as exc:  # the diagram step reports its own failure; keep the section
         report.factorization = ""
-        report.notes.append(f"factorization not available: {type(exc).__name__}: {exc}")
+        report.notes.append(f"factorization not available: {one_line(exc)}")
         return
     factorize = getattr(graph, "factorization", None)
     if factorize is None:
@@ -106,7 +107,7 @@ def _figure(post: Any, folder: Path, report: ModelReport) -> None:
     try:
         report.figures = [(f"{report.name}/{f.file}", f.caption) for f in run_figures(post, folder)]
     except Exception as exc:
-        report.notes.append(f"figure not drawn: {type(exc).__name__}: {exc}")
+        report.notes.append(f"figure not drawn: {one_line(exc)}")
 
 
 def fit_one(name: str, out: Path, progress: bool = False) -> ModelReport:
@@ -153,10 +154,10 @@ def fit_one(name: str, out: Path, progress: bool = False) -> ModelReport:
         except Exception as exc:  # an oracle that cannot run is a failed check, said in words
             from .checks import Check
 
-            report.check = Check(False, f"the oracle check raised {type(exc).__name__}: {exc}")
+            report.check = Check(False, f"the oracle check raised {one_line(exc)}")
         report.files = sorted(p.name for p in run.out.iterdir())
     except Exception as exc:  # a demo model failing is reported, and the demo goes on
-        report.error = f"{type(exc).__name__}: {exc}"
+        report.error = one_line(exc)
     report.seconds = time.perf_counter() - start
     return report
 

@@ -20,6 +20,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from ppl_models.errors import first_line
+
 import numpy as np
 
 
@@ -71,12 +73,6 @@ def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise UsageError(f"{key}: is given twice in the data file")
         out[key] = value
     return out
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type's name when it has none)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 _COLUMN = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\.(?P<a>\d+)|\[(?P<b>\d+)\])$")

@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
+from ppl_models.errors import one_line
+
 from . import interrupts
 from .rundir import RunDirectory, run_directory
 
@@ -67,7 +69,7 @@ def prior_sensitivity(post) -> tuple[Any, str | None]:
     try:
         table = post.prior_sensitivity()
     except Exception as exc:  # noqa: BLE001 (a diagnostic, not the run)
-        return None, f"prior sensitivity not computed: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        return None, f"prior sensitivity not computed: {one_line(exc)}"
     return table, (post.sensitivity_note(table) if table is not None else None)
 
 

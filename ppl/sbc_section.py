@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ppl_models.errors import one_line
+
 REPLICATES = 20  # the fewest that give a verdict (inference.uniformity.MIN_REPLICATES)
 SHORT_CHAIN = {"num_chains": 1, "num_samples": 100, "num_warmup": 60}
 MIXTURE_SAMPLES = 80
@@ -69,7 +71,7 @@ def sbc_section(folder: Path, progress: bool = False, runs: tuple = RUNS,
                 brief = ", ".join(f"{p} {v.split(':')[0]}" for p, v in result.verdicts.items())
                 lines.append(f"SBC {title}: {status} ({brief})")
             except Exception as exc:  # a run that fails is reported; the section goes on
-                text = f"{type(exc).__name__}: {exc}"
+                text = one_line(exc)
                 parts.append(f"<h3>{e(title)}</h3><p class='bad'>failed: {e(text)}</p>")
                 lines.append(f"SBC {title} failed: {text}")
     (out / "run.json").write_text(json.dumps({"written_by": "ppl", "command": "demo-sbc", "files": sorted(files)},

@@ -383,3 +383,26 @@ def test_subsampled_plate_is_labelled_with_the_full_size():
     data = ppl_models.get("vae").default_data(seed=0)
     dot = plates.graph("vae", {**data, "x": np.asarray(data["x"])[:300], "batch_size": 64}).to_dot()
     assert "N = 300" in dot and "N = 64" not in dot
+
+
+def test_a_program_that_fails_on_its_data_is_one_line_without_pyros_trace_table():
+    """Pyro appends its trace table ("Trace Shapes: ...") to an error inside a plate; the drawing's error
+    names the field and the first line only (it pasted the table before)."""
+    def mismatched(y):
+        mu = pyro.sample("mu", dist.Normal(0., 1.))
+        with pyro.plate("N", 5):
+            pyro.sample("y", dist.Normal(mu, 1.).expand([3]), obs=y)
+
+    with pytest.raises(PlateError) as err:
+        plates.graph(mismatched, {"y": torch.zeros(3)})
+    assert str(err.value) == ("data: the model cannot run on this data: ValueError: Shape mismatch inside "
+                              "plate('N') at site y dim -1, 5 vs 3")
+
+
+def test_one_line_keeps_the_type_and_the_first_line_only():
+    from ppl_models.errors import first_line, one_line
+
+    exc = ValueError("Shape mismatch\nTrace Shapes:\n  mu dist |")
+    assert one_line(exc) == "ValueError: Shape mismatch" and first_line(exc) == "Shape mismatch"
+    assert one_line(RuntimeError()) == "RuntimeError" == first_line(RuntimeError("  "))
+    assert one_line(RuntimeError("x" * 200), limit=20) == "RuntimeError: " + "x" * 17 + "..."

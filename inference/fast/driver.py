@@ -15,9 +15,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ppl_models.errors import one_line
+
 from .adaptation import ADAPTATIONS, pooling
 from .sampler import run_chains
-from .potential import NotBatchable, Potential, _short, is_numerical_failure
+from .potential import NotBatchable, Potential, is_numerical_failure
 from ..structure import ModelStructure
 from ..warm_start import laplace
 
@@ -50,7 +52,7 @@ def _log_density_or_minus_inf(potential: Potential, z: torch.Tensor) -> torch.Te
             lp[c] = potential.one_chain_log_density(z[c])
         except Exception as exc:
             if not is_numerical_failure(exc):
-                raise NotBatchable(f"the model failed at a random starting point ({_short(exc)})") from exc
+                raise NotBatchable(f"the model failed at a random starting point ({one_line(exc, limit=120)})") from exc
     return lp
 
 

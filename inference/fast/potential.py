@@ -52,6 +52,8 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.subsample_messenger import _Subsample
 from torch.distributions import Distribution, biject_to
 
+from ppl_models.errors import one_line
+
 from ..structure import ModelStructure, enumerable, program_line
 from .compile import compile_graph
 from .graph_passes import BEFORE_VMAP, checks_as_output, has_checks, record, simplify
@@ -96,13 +98,6 @@ class _AsPotential(Messenger):
     def _postprocess_message(self, msg):
         if msg["type"] == "param" and isinstance(msg["value"], torch.Tensor):
             msg["value"] = msg["value"].detach()
-
-
-def _short(exc: BaseException) -> str:
-    """An exception as one short line: its type and the first line of its message."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    text = text if len(text) <= 120 else text[:117] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def is_numerical_failure(exc: BaseException) -> bool:
@@ -158,7 +153,7 @@ def _why_not_recorded(exc: BaseException) -> str:
     if "_local_scalar_dense" in str(exc) or "data-dependent" in str(exc):
         return (f"the program reads a latent value into Python{where} (a branch, float() or .item() on a "
                 f"sampled value), which one recorded graph cannot follow")
-    return f"recording the program's potential failed{where} ({_short(exc)})"
+    return f"recording the program's potential failed{where} ({one_line(exc, limit=120)})"
 
 
 class Potential:
@@ -362,7 +357,7 @@ class Potential:
             except Exception as exc:
                 if is_numerical_failure(exc):
                     raise
-                reasons.append(f"the model does not broadcast over an outer chain plate ({_short(exc)})")
+                reasons.append(f"the model does not broadcast over an outer chain plate ({one_line(exc, limit=120)})")
             if self.batching == "chain plate":
                 raise NotBatchable(reasons[0])
         point = z[int(torch.isfinite(reference).int().argmax())]

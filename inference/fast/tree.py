@@ -39,6 +39,8 @@ from typing import Callable
 
 import torch
 
+from ppl_models.errors import one_line
+
 from .compile import Packaged, compile_graph, compile_loop
 from .graph_passes import checks_as_output, has_checks, record, simplify
 from .state import LeafInput, LeafState, SubtreeConstants, Transition
@@ -352,8 +354,7 @@ class Leaf:
                             self.why_not = "the compiled step does not reproduce the eager one"
                             return False
         except Exception as exc:
-            text = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
-            self.why_not = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+            self.why_not = one_line(exc, limit=120)
             return False
         self.compiled = compiled
         self.compiler = compiler
@@ -577,7 +578,7 @@ class NUTSKernel:
                             raise
                         step_size = 0.5 * step_size
         except Exception as exc:
-            self.why_not_scripted = f"{type(exc).__name__}: {exc}"
+            self.why_not_scripted = one_line(exc, limit=120)
             return False
         if not same:
             return False
