@@ -642,25 +642,31 @@ def test_the_ahead_of_time_rule_compiles_long_runs_of_large_steps_only():
 
 
 def test_the_rule_expects_shorter_trees_after_the_first_metric_window():
-    """Transitions 26-50 have trees 2.1-4.5x longer than the rest of the run: `expected_leaves` counts
-    the rate measured there until the first metric window ends (transition 100 of a 500-transition
-    warm-up) and a quarter of it after. On the rates measured over transitions 26-50: the centred eight
-    schools (135 operations, 106 leaves; 20-33 after) does not pay (it did before, for 22 s against a fit
-    of 4-8 s), the horseshoe (188, 1018) does, and the HMM (1,746, 102; about 30 after) is just below
-    break-even, as its first fit measured (123 s compiled against 107-126 s)."""
+    """The rule judges at transition 30 on the trees of transitions 16-30, 1.6-5.3x longer than the rest
+    of the run's: `expected_leaves` counts the rate measured there until the first metric window ends
+    (transition 100 of a 500-transition warm-up) and a quarter of it after. On the rates measured over
+    transitions 16-30: the centred eight schools (135 operations, 119 leaves; 22-24 after) does not pay
+    (it did without the discount, for 22 s against a fit of 4-8 s), the horseshoe (188, 996) does,
+    factor analysis as `ppl demo` runs it (265, 298; 300 warm-up) does, and the HMM (1,746, 76; 38 after)
+    does not, as its first fit measured (123 s compiled against 107-126 s)."""
+    from inference.fast.adaptation import adaptation_windows
     from inference.fast.compile import ahead_of_time_pays
-    from inference.fast.sampler import EARLY_TREES, expected_leaves
+    from inference.fast.sampler import AHEAD_OF_TIME_DECIDE, EARLY_TREES, expected_leaves
 
     assert expected_leaves(100.0, 50, 1000, 100) == 100.0 * 50 + 100.0 / EARLY_TREES * 900
     assert expected_leaves(100.0, 50, 1000, 0) == 100.0 * 950  # no windows: no discount
     assert expected_leaves(100.0, 50, 80, 100) == 100.0 * 30   # the run ends before the window does
 
-    def pays(operations, rate):
-        return ahead_of_time_pays(operations, expected_leaves(rate, 50, 1000, 100) / 950, 950)
+    def pays(operations, rate, warmup=500, samples=500):
+        total, done = warmup + samples, AHEAD_OF_TIME_DECIDE
+        expected = expected_leaves(rate, done, total, adaptation_windows(warmup)[0][1])
+        return ahead_of_time_pays(operations, expected / (total - done), total - done)
 
-    assert ahead_of_time_pays(135, 106, 950) and not pays(135, 106)  # the old rule's mistake, and the new
-    assert pays(188, 1018)
-    assert not pays(1746, 102) and pays(1746, 120)
+    assert AHEAD_OF_TIME_DECIDE == 30
+    assert ahead_of_time_pays(135, 119, 970) and not pays(135, 119)  # without the discount, and with it
+    assert pays(188, 996) and pays(188, 965)
+    assert pays(265, 298, warmup=300)
+    assert not pays(1746, 76)
 
 
 def test_an_inductor_that_fails_leaves_torchscript_and_says_why(monkeypatch):
@@ -678,7 +684,7 @@ def test_an_inductor_that_fails_leaves_torchscript_and_says_why(monkeypatch):
 
 @pytest.mark.skipif(not ahead_of_time_available(), reason="no C++ compiler for AOTInductor")
 def test_auto_moves_to_ahead_of_time_at_a_fixed_transition_and_stays_reproducible(tmp_path, monkeypatch):
-    """Where the rule says it pays, ``compiler="auto"`` compiles the leaf step ahead of time after 50
+    """Where the rule says it pays, ``compiler="auto"`` compiles the leaf step ahead of time after 30
     transitions and says so; the same seed gives the same draws again (the second fit loads the package),
     and the posterior is the exact one (the coin's Beta(9, 5) mean, within 4 Monte-Carlo standard errors)."""
     import inference.fast.sampler as sampler
@@ -689,7 +695,7 @@ def test_auto_moves_to_ahead_of_time_at_a_fixed_transition_and_stays_reproducibl
     first = fit("coin", data=COIN, **kw)
     second = fit("coin", data=COIN, **kw)
     note = next(n for n in first.notes if n.startswith("fast backend"))
-    assert "leapfrog step compiled ahead of time (AOTInductor) from transition 51" in note
+    assert "leapfrog step compiled ahead of time (AOTInductor) from transition 31" in note
     assert np.array_equal(first.samples["p"], second.samples["p"])
     p = first.samples["p"]
     mcse = float(az.mcse(az.convert_to_dataset({"p": p}))["p"])

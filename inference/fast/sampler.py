@@ -22,13 +22,19 @@ __all__ = ["run_chains", "probe_state", "expected_leaves", "AHEAD_OF_TIME_DECIDE
 
 # ``compiler="auto"`` judges whether compiling the leaf step ahead of time pays after this many transitions,
 # on the tree sizes of the second half of them (the first ones, before dual averaging settles, are not
-# typical of the run)
-AHEAD_OF_TIME_DECIDE = 50
+# typical of the run). As early as the judgement allows, because those transitions are the run's dearest:
+# the horseshoe's first 50 took 12.6 s of a 48 s fit (trees of 700-1000 leaves under TorchScript at about
+# 190 us a leaf), and a refit that loads the cached package runs them all the same. At 20 the rule missed
+# factor analysis (`ppl demo`: its trees grow from 22 leaves over transitions 1-10 to 300-370 over 21-80);
+# at 30 it makes the decisions it made at 50 on the horseshoe, factor analysis, the HMM and the centred
+# eight schools, with predicted savings 0.4-4.2x the compile against 0.3-4.0x at 50 (docs/decisions.md)
+AHEAD_OF_TIME_DECIDE = 30
 # ... and expects the trees after the warm-up's first metric window to be this many times shorter than
-# those: the batch's longest trajectory over transitions 26-50 against its mean after transition 100 was
-# 4.4-4.5x on the centred eight schools (seeds 0 and 1), 4.0x on the horseshoe, 3.4x on the HMM and 2.1x on
-# factor analysis (the chains start far from the typical set, and the warm start's metric is only the
-# mode's curvature). Without it the rule compiled the centred eight schools' step (22 s for a fit of 4-8 s).
+# those: the batch's longest trajectory over transitions 16-30 against its mean after transition 100 was
+# 4.6-5.3x on the centred eight schools (seeds 0 and 1), 3.9-4.0x on the horseshoe, 2.0x on the HMM and
+# 1.6x on factor analysis (the chains start far from the typical set, and the warm start's metric is only
+# the mode's curvature). Without it the rule compiled the centred eight schools' step (22 s for a fit of
+# 4-8 s).
 EARLY_TREES = 4.0
 
 

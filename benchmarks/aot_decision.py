@@ -1,0 +1,89 @@
+"""When ``compiler="auto"`` judges whether AOTInductor pays: the fit's wall time with the judgement at
+transition 30 (today's `inference.fast.sampler.AHEAD_OF_TIME_DECIDE`) beside the same fit judged at 50
+(the earlier value), first fit and refit, in one run.
+
+The transitions before the judgement run under TorchScript, and they are the run's dearest (the warm-up
+starts far from the typical set, so their trees are long); a refit that loads the cached package runs them
+too. Every fit runs in a process of its own with empty package and Inductor caches, then the refit in the
+same process loads the package the first fit wrote. Programs: the horseshoe of the corpus (4 x (500 + 500))
+and the catalogue's factor analysis as `ppl demo` runs it (4 x (300 + 500)), the two that compile.
+
+    PYTHONPATH=. python benchmarks/aot_decision.py
+    PYTHONPATH=. python benchmarks/aot_decision.py --programs horseshoe --decide 50 30 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+PROGRAMS = {"horseshoe": dict(num_chains=4, num_warmup=500, num_samples=500),
+            "factor_analysis": dict(num_chains=4, num_warmup=300, num_samples=500)}
+
+
+def worker(program: str, decide: int, seed: int) -> dict:
+    """The first fit and the refit of `program`, judged at transition `decide`."""
+    import arviz as az
+    import numpy as np
+
+    import inference.fast.sampler as sampler
+    from inference import fit
+
+    sampler.AHEAD_OF_TIME_DECIDE = decide
+    if program in PROGRAMS and program != "horseshoe":
+        model, data = program, None
+    else:
+        from benchmarks.corpus import PROGRAMS as CORPUS
+
+        model, data = CORPUS[program].model, CORPUS[program].data(seed=0)
+    out = {}
+    for label in ("first fit", "refit"):
+        start = time.perf_counter()
+        post = fit(model, data=data, method="nuts", seed=seed, progress=False, **PROGRAMS[program])
+        seconds = time.perf_counter() - start
+        ess = az.ess(az.convert_to_dataset({k: np.asarray(v) for k, v in post.samples.items()
+                                            if np.asarray(v).dtype.kind == "f"}))
+        note = next((n for n in post.notes if n.startswith("fast backend")), "")
+        out[label] = {"seconds": seconds, "ess": float(min(float(ess[k].min()) for k in ess.data_vars)),
+                      "compiled": "AOTInductor" in note,
+                      "from": note.split("from transition ")[1].split(",")[0] if "from transition" in note else "-"}
+    return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--programs", nargs="*", default=list(PROGRAMS), choices=list(PROGRAMS))
+    parser.add_argument("--decide", nargs="*", type=int, default=[50, 30],
+                        help="the transitions to judge at; the first is the baseline of the ratio column")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], int(args.worker[1]), int(args.worker[2]))))
+        return
+    print("| program | judged at | fit | wall s | x baseline's time | min bulk ESS | AOTInductor from |")
+    print("|---|---|---|---|---|---|---|")
+    for program in args.programs:
+        baseline = {}
+        for decide in args.decide:
+            with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as inductor:
+                env = dict(os.environ, PPL_CACHE_DIR=cache, TORCHINDUCTOR_CACHE_DIR=inductor)
+                done = subprocess.run([sys.executable, __file__, "--worker", program, str(decide), str(args.seed)],
+                                      env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                print(f"| {program} | {decide} | failed: {done.stderr.strip().splitlines()[-1:]} |")
+                continue
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            for label, r in result.items():
+                baseline.setdefault(label, r["seconds"])
+                print(f"| {program} | {decide} | {label} | {r['seconds']:.1f} | {r['seconds'] / baseline[label]:.2f} "
+                      f"| {r['ess']:.0f} | {r['from'] if r['compiled'] else 'not compiled'} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
