@@ -1,5 +1,5 @@
 """When ``compiler="auto"`` judges whether AOTInductor pays: the fit's wall time with the judgement at
-transition 30 (today's `inference.fast.sampler.AHEAD_OF_TIME_DECIDE`) beside the same fit judged at 50
+transition 30 (today's `inference.fast.AHEAD_OF_TIME_DECIDE`) beside the same fit judged at 50
 (the earlier value), first fit and refit, in one run.
 
 The transitions before the judgement run under TorchScript, and they are the run's dearest (the warm-up
@@ -27,28 +27,33 @@ PROGRAMS = {"horseshoe": dict(num_chains=4, num_warmup=500, num_samples=500),
 
 
 def worker(program: str, decide: int, seed: int) -> dict:
-    """The first fit and the refit of `program`, judged at transition `decide`."""
+    """The first fit and the refit of `program`, judged at transition `decide` (`run_fast_mcmc`, as `fit`
+    calls it, the model's inspection included in the time)."""
     import arviz as az
     import numpy as np
 
-    import inference.fast.sampler as sampler
-    from inference import fit
+    from inference.fast import run_fast_mcmc
+    from inference.structure import inspect_model
+    from ppl_models.data import plain_data
+    from ppl_models.registry import resolve
 
-    sampler.AHEAD_OF_TIME_DECIDE = decide
-    if program in PROGRAMS and program != "horseshoe":
-        model, data = program, None
-    else:
+    if program == "horseshoe":
         from benchmarks.corpus import PROGRAMS as CORPUS
 
-        model, data = CORPUS[program].model, CORPUS[program].data(seed=0)
+        model = CORPUS[program].model
+        data = plain_data(model, CORPUS[program].data(seed=0))
+    else:
+        spec, model, _ = resolve(program)
+        data = spec.validate(spec.default_data(seed=0))
     out = {}
     for label in ("first fit", "refit"):
         start = time.perf_counter()
-        post = fit(model, data=data, method="nuts", seed=seed, progress=False, **PROGRAMS[program])
+        structure = inspect_model(model, data)
+        samples, _, notes = run_fast_mcmc(model, data, structure, method="nuts", seed=seed, progress=False,
+                                          decide_at=decide, adaptation="pooled", **PROGRAMS[program])
         seconds = time.perf_counter() - start
-        ess = az.ess(az.convert_to_dataset({k: np.asarray(v) for k, v in post.samples.items()
-                                            if np.asarray(v).dtype.kind == "f"}))
-        note = next((n for n in post.notes if n.startswith("fast backend")), "")
+        ess = az.ess(az.convert_to_dataset({k: v for k, v in samples.items() if v.dtype.kind == "f"}))
+        note = next((n for n in notes if n.startswith("fast backend")), "")
         out[label] = {"seconds": seconds, "ess": float(min(float(ess[k].min()) for k in ess.data_vars)),
                       "compiled": "AOTInductor" in note,
                       "from": note.split("from transition ")[1].split(",")[0] if "from transition" in note else "-"}

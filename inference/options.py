@@ -28,15 +28,12 @@ import numpy as np
 from ppl_models.data import show_value
 
 from .errors import InputError
+from .fast import ADAPTATIONS, BATCHINGS, COMPILERS  # (the wing declares its own choices; validated here)
 
 METHODS = ("nuts", "hmc", "svi", "map", "mle")
 MCMC = ("nuts", "hmc")
 BACKENDS = ("fast", "pyro")
 GUIDES = ("normal", "mvn", "delta")
-# the fast backend's ways of batching the chains and of compiling (`inference.fast.BATCHINGS`, `COMPILERS`)
-BATCHINGS = ("auto", "vectorised", "chain plate")
-COMPILERS = ("auto", "torchscript", "inductor", "python")
-ADAPTATIONS = ("pooled", "pooled metric", "per chain")  # the fast backend's warm-up (`inference.fast.ADAPTATIONS`)
 OPTIMIZERS = ("lbfgs", "adam")
 
 SEED_MAX = 2**32 - 1  # NumPy's seed range: every engine's generator accepts any seed in [0, SEED_MAX]

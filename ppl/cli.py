@@ -34,8 +34,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import interrupts
-from ppl_models.errors import one_line
-
 from .io import UsageError, read_data
 from .rundir import OutError, run_directory
 from .runs import write_run
@@ -325,6 +323,8 @@ def _figures(post, folder: Path) -> list:
     try:
         return run_figures(post, folder)
     except Exception as exc:
+        from ppl_models.errors import one_line
+
         post.notes.append(f"figures not drawn: {one_line(exc)}")
         return []
 
@@ -337,6 +337,8 @@ def _check(spec, post, data: dict):
     try:
         return run_check(spec.name, post, data)
     except Exception as exc:
+        from ppl_models.errors import one_line
+
         return Check(False, f"the oracle check could not run: {one_line(exc)}")
 
 
@@ -514,6 +516,9 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _import_engines() -> None:
+    """torch, Pyro and ArviZ, imported once the signal handlers are in place and interrupts are held (an
+    interrupt inside torch's import can abort Python): so this module and those it imports at the top
+    (`io`, `rundir`, `runs`, `interrupts`) import none of them, `ppl_models` included (it imports torch)."""
     with warnings.catch_warnings():
         # ArviZ 0.x announces its 1.0 refactor on import; the suite supports the version installed (a
         # command's output is not the place for a library's roadmap)
@@ -539,7 +544,7 @@ def _run(argv: Sequence[str] | None) -> int:
         interrupts.checkpoint()  # a signal recorded while the run was put in place
         return code
     except Exception as exc:  # one line, never a traceback (unless PPL_DEBUG is set)
-        from ppl_models.errors import InputError
+        from ppl_models.errors import InputError, one_line  # (not at the top: see `_import_engines`)
 
         if debug:
             raise

@@ -20,8 +20,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from ppl_models.errors import first_line
-
 import numpy as np
 
 
@@ -59,9 +57,9 @@ def read_data(path: str | os.PathLike) -> dict[str, Any]:
     except ValueError as exc:
         if "digits" in str(exc) and "limit" in str(exc):  # Python's guard against huge integer literals
             raise UsageError(f"data file {str(path)!r} holds a number of more than 4300 digits") from None
-        raise UsageError(f"cannot read data file {str(path)!r}: {first_line(exc)}") from None
+        raise UsageError(f"cannot read data file {str(path)!r}: {_first_line(exc)}") from None
     except (OSError, ValueError, UnicodeDecodeError, zipfile.BadZipFile, EOFError) as exc:
-        raise UsageError(f"cannot read data file {str(path)!r}: {first_line(exc)}") from None
+        raise UsageError(f"cannot read data file {str(path)!r}: {_first_line(exc)}") from None
     raise UsageError(f"data file {str(path)!r}: unsupported format {suffix or '(none)'}; use .json, .csv or .npz")
 
 
@@ -73,6 +71,15 @@ def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise UsageError(f"{key}: is given twice in the data file")
         out[key] = value
     return out
+
+
+
+def _first_line(exc: BaseException) -> str:
+    """`ppl_models.errors.first_line`, imported when needed: importing `ppl_models` imports torch, and the
+    command line imports this module before it installs its signal handlers."""
+    from ppl_models.errors import first_line
+
+    return first_line(exc)
 
 
 _COLUMN = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\.(?P<a>\d+)|\[(?P<b>\d+)\])$")

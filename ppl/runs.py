@@ -15,8 +15,6 @@ import os
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
-from ppl_models.errors import one_line
-
 from . import interrupts
 from .rundir import RunDirectory, run_directory
 
@@ -69,6 +67,8 @@ def prior_sensitivity(post) -> tuple[Any, str | None]:
     try:
         table = post.prior_sensitivity()
     except Exception as exc:  # noqa: BLE001 (a diagnostic, not the run)
+        from ppl_models.errors import one_line  # (not at the top: the command line imports this module early)
+
         return None, f"prior sensitivity not computed: {one_line(exc)}"
     return table, (post.sensitivity_note(table) if table is not None else None)
 

@@ -60,9 +60,9 @@ def test_nothing_outside_the_wing_reaches_into_it():
 
 
 def test_the_options_name_the_wings_choices():
-    assert options.BATCHINGS == fast.BATCHINGS
-    assert options.ADAPTATIONS == fast.ADAPTATIONS
-    assert options.COMPILERS == fast.COMPILERS
+    assert options.BY_NAME["batching"].choices == fast.BATCHINGS
+    assert options.BY_NAME["adaptation"].choices == fast.ADAPTATIONS
+    assert options.BY_NAME["compiler"].choices == fast.COMPILERS
 
 
 def _regression(X, y=None):

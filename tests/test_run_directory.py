@@ -248,6 +248,16 @@ def ppl(*argv: str, cwd: Path) -> subprocess.Popen:
 
 
 @pytest.mark.slow
+def test_the_command_line_imports_torch_only_after_its_signal_handlers_are_in_place():
+    """An interrupt inside torch's import aborts Python with a traceback: `ppl.cli` and what it imports at
+    the top must not import torch (or `ppl_models`, which does). The random-signal test below found a
+    top-level `from ppl_models.errors import ...` in ppl/cli.py by chance; this finds it every time."""
+    code = "import sys, ppl.cli; print(sorted(m for m in ('torch', 'pyro', 'ppl_models') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
 def test_signals_at_random_moments_lose_nothing(tmp_path):
     """12 `ppl fit` runs into one directory, each stopped by SIGINT, SIGTERM or SIGKILL after 1-8 s
     (import, data checks, sampling, writing, committing), two at a time."""

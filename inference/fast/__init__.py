@@ -7,7 +7,9 @@ its modules' private names. Inside, one job per module:
   chain dimension added by vectorising one chain's recorded potential (or, where it is measured faster, by
   an outer chain plate);
 - `graph_passes`: recording a tensor function into an FX graph, and shrinking that graph;
-- `compile`: the one seam through which graphs and the doubling loop are compiled (TorchScript or Python);
+- `compile`: the one seam through which graphs and the doubling loop are compiled (TorchScript,
+  AOTInductor or plain Python), and when AOTInductor pays;
+- `package_cache`: the AOTInductor packages on disk, one per model and data;
 - `state`: the named tuples a NUTS leaf step reads and returns, and a transition's result;
 - `tree`: the batched integrator, the NUTS leaf step and tree, the HMC transition;
 - `adaptation`: the warm-up's step-size search, dual averaging and windowed mass-matrix estimates;
@@ -16,10 +18,10 @@ its modules' private names. Inside, one job per module:
 """
 
 from .compile import COMPILERS
-from .driver import (ADAPTATIONS, DENSE_MAX_DIM, DENSE_MIN_CONDITION, NoStartingPoint, NotBatchable, one_thread,
-                     run_fast_mcmc)
+from .driver import (ADAPTATIONS, AHEAD_OF_TIME_DECIDE, DENSE_MAX_DIM, DENSE_MIN_CONDITION, NoStartingPoint,
+                     NotBatchable, one_thread, run_fast_mcmc)
 from .graph_passes import record
 from .potential import BATCHINGS, Potential
 
 __all__ = ["run_fast_mcmc", "NotBatchable", "NoStartingPoint", "one_thread", "Potential", "BATCHINGS", "COMPILERS",
-           "ADAPTATIONS", "DENSE_MAX_DIM", "DENSE_MIN_CONDITION", "record"]
+           "ADAPTATIONS", "AHEAD_OF_TIME_DECIDE", "DENSE_MAX_DIM", "DENSE_MIN_CONDITION", "record"]

@@ -88,7 +88,7 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
                is_failure: Callable[[BaseException], bool] | None = None,
                on_compiled: Callable[[str], None] | None = None,
                initial_inverse_mass: torch.Tensor | None = None,
-               compiler: str = "auto", adaptation: str = "per chain"
+               compiler: str = "auto", adaptation: str = "per chain", decide_at: int = AHEAD_OF_TIME_DECIDE
                ) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """Warm up and sample every chain of ``z0`` ``(C, D)`` together.
 
@@ -101,7 +101,8 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
 
     `initial_inverse_mass` (``(C, D)``, or ``(C, D, D)`` with `full_mass`) is the metric warm-up starts
     from instead of the identity (see `warm_start`). `adaptation` names what the warm-up adapts for all
-    chains together (`adaptation.ADAPTATIONS`).
+    chains together (`adaptation.ADAPTATIONS`). With ``compiler="auto"``, `decide_at` is the transition
+    after which the run judges whether compiling ahead of time pays (`AHEAD_OF_TIME_DECIDE`).
 
     Returns the draws ``(C, num_samples, D)`` in unconstrained space and the per-draw statistics
     (diverging, energy, lp, acceptance_rate, step_size, n_steps, and tree_depth for NUTS), each
@@ -158,7 +159,7 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
         on_compiled(describe())
     total = num_warmup + num_samples
     watch = (method == "nuts" and compiler == "auto" and leaf.compiled is not None
-             and total > AHEAD_OF_TIME_DECIDE and ahead_of_time_available())
+             and total > decide_at and ahead_of_time_available())
     leaves = 0  # the batch's leaf steps over the transitions that `ahead_of_time_pays` is judged on
 
     def after(done: int, t) -> None:
@@ -166,13 +167,13 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
         run's tree sizes show the compile pays (`compile.ahead_of_time_pays`); a fixed transition, so the
         run stays a function of its seed."""
         nonlocal kernel, leaves
-        if not watch or done > AHEAD_OF_TIME_DECIDE:
+        if not watch or done > decide_at:
             return
-        if done > AHEAD_OF_TIME_DECIDE // 2:
+        if done > decide_at // 2:
             leaves += int(t.n_steps.max())  # (the chain with the longest trajectory sets the batch's)
-        if done < AHEAD_OF_TIME_DECIDE:
+        if done < decide_at:
             return
-        rate = leaves / (AHEAD_OF_TIME_DECIDE - AHEAD_OF_TIME_DECIDE // 2)
+        rate = leaves / (decide_at - decide_at // 2)
         expected = expected_leaves(rate, done, total, windows[0][1] if windows else 0)
         if not ahead_of_time_pays(leaf.operations, expected / (total - done), total - done):
             return
