@@ -113,12 +113,13 @@ def program_failure(exc: BaseException, program: Callable, role: str = "model") 
     if frames and _in_library(frames[-1].filename) and isinstance(exc, _DATA_ERRORS):
         return None
     user = [f for f in frames if not _in_library(f.filename)]
+    name = getattr(program, "__name__", "") or type(program).__name__
+    who = role if name in (role, "") else f"{role} {name}"  # (a function named `model`: not "model model")
     if not user:
         return None if isinstance(exc, _DATA_ERRORS) else ModelError(
-            f"{role} {getattr(program, '__name__', '')} raised {type(exc).__name__}: {first_line(exc)}")
+            f"{who} raised {type(exc).__name__}: {first_line(exc)}")
     where = f" at {os.path.basename(user[-1].filename)}:{user[-1].lineno}"
-    name = getattr(program, "__name__", "") or type(program).__name__
-    return ModelError(f"{role} {name} raised {type(exc).__name__}{where}: {first_line(exc)}")
+    return ModelError(f"{who} raised {type(exc).__name__}{where}: {first_line(exc)}")
 
 
 _SUITE = os.path.dirname(os.path.realpath(__file__)) + os.sep

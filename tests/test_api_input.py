@@ -304,3 +304,17 @@ def test_an_exception_of_the_models_own_code_is_a_model_failure_not_bad_data(mod
     with pytest.raises(InputError) as err:  # a failure inside Pyro caused by the data is still bad data
         fit(three_points, {"y": [0.1, 0.2]}, **QUICK)
     assert err.value.field == "y" and err.value.problem.startswith("has shape (2,) but site 'y' expects (3,)")
+
+
+def test_a_model_function_named_model_is_not_named_twice():
+    """Pyro's examples name their function `model`: its failure reads "model raised ...", not "model model"."""
+    from inference.errors import ModelError
+
+    def model(y=None):
+        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        pyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+        raise ValueError("only one element tensors can be converted to Python scalars")
+
+    with pytest.raises(ModelError) as err:
+        fit(model, {"y": 0.1}, **QUICK)
+    assert str(err.value).startswith("model raised ValueError at test_api_input.py:"), str(err.value)
