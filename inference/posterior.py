@@ -88,6 +88,27 @@ def _param_store(state: dict | None):
         store.set_state(saved)
 
 
+def _per_site(table: pd.DataFrame, column: str, flagged: pd.Series, limit: str, limit_words: str, fmt: str,
+              advice: str) -> list[str]:
+    """One problem line per site with flagged rows of the diagnostics `table` (rows ``site`` or
+    ``site[i, j]``): a site with one flagged value names it and its value (``x: R-hat 1.014 > 1.01: ...``),
+    a site with several says how many of its values and the worst one (``W: R-hat above 1.01 in 12 of 30
+    values, worst 1.53 (W[2, 1]): ...``), so that a site of a few hundred values is one line, not hundreds."""
+    label = {"r_hat": "R-hat", "ess_bulk": "bulk ESS"}[column]
+    site = pd.Series([str(name).split("[", 1)[0] for name in table.index], index=table.index)
+    lines = []
+    for name in dict.fromkeys(site[flagged]):  # (in the table's order)
+        rows = table[flagged & (site == name)]
+        values = rows[column]
+        worst = values.idxmax() if column == "r_hat" else values.idxmin()
+        if len(rows) == 1:
+            lines.append(f"{worst}: {label} {fmt.format(values[worst])} {limit}: {advice}")
+        else:
+            lines.append(f"{name}: {label} {limit_words} in {len(rows)} of {int((site == name).sum())} values, worst "
+                         f"{fmt.format(values[worst])} ({worst}): {advice}")
+    return lines
+
+
 @dataclass
 class Posterior:
     """Draws of the latent sites, shaped (chain, draw, ...), and everything known about the run.
@@ -518,14 +539,12 @@ class Posterior:
             # raw values: ArviZ rounds to two decimals by default, which hid 1.014 and showed 1.0171 as 1.020
             table = self.summary(kind="diagnostics", round_to="none")
             if self.num_chains > 1:
-                bad = table[table["r_hat"] > RHAT_LIMIT]
-                for name, row in bad.iterrows():
-                    found.append(f"{name}: R-hat {row['r_hat']:.3f} > {RHAT_LIMIT}: chains disagree; "
-                                 "run longer or check for multiple modes")
-            low = table[table["ess_bulk"] < ESS_PER_CHAIN * self.num_chains]
-            for name, row in low.iterrows():
-                found.append(f"{name}: bulk ESS {row['ess_bulk']:.0f} < {ESS_PER_CHAIN * self.num_chains} "
-                             f"({ESS_PER_CHAIN} per chain): too few effective draws")
+                found += _per_site(table, "r_hat", table["r_hat"] > RHAT_LIMIT, f"> {RHAT_LIMIT}",
+                                   f"above {RHAT_LIMIT}", "{:.3f}", "chains disagree; run longer or check for "
+                                   "multiple modes")
+            limit = ESS_PER_CHAIN * self.num_chains
+            found += _per_site(table, "ess_bulk", table["ess_bulk"] < limit, f"< {limit} ({ESS_PER_CHAIN} per chain)",
+                               f"below {limit} ({ESS_PER_CHAIN} per chain)", "{:.0f}", "too few effective draws")
         return found
 
     def report(self, all_sites: bool = False) -> str:

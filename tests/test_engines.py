@@ -255,6 +255,26 @@ def test_arviz_dims_of_a_site_with_event_dims_name_the_plate_on_the_batch_axis()
     assert structure.dims["x"] == ["N", "x_event"]
 
 
+def test_a_site_of_many_values_is_one_problem_line_naming_the_worst():
+    """A site whose values fail one by one (a horseshoe's hundred scales, an HMM's emission table under
+    label switching) is one line per diagnostic: how many of its values, and the worst with its index. It
+    was a line per value (the HMM of Pyro's examples/hmm.py model_2 printed forty). A site with one flagged
+    value keeps the value's own line."""
+    rng = np.random.default_rng(0)
+    slow = np.cumsum(rng.normal(size=(2, 300, 50)), axis=1)  # random walks: every value fails both checks
+    stuck = np.stack([rng.normal(0, 1, 300), rng.normal(3, 1, 300)])
+    post = Posterior(samples={"slow": slow, "theta": stuck}, method="nuts", settings={})
+    problems = post.problems()
+    about_slow = [p for p in problems if p.startswith("slow")]
+    assert len(about_slow) == 2, problems
+    rhat, ess = about_slow
+    assert rhat.startswith("slow: R-hat above 1.01 in 50 of 50 values, worst ") and "(slow[" in rhat
+    assert ess.startswith("slow: bulk ESS below 200 (100 per chain) in 50 of 50 values, worst ")
+    worst = max(range(50), key=lambda i: float(az.rhat(slow[..., i])))
+    assert f"(slow[{worst}])" in rhat
+    assert any(p.startswith("theta: R-hat ") and "> 1.01" in p for p in problems)
+
+
 def test_rhat_rule_reads_the_raw_value_not_arviz_rounding():
     """ArviZ's summary rounds R-hat to two decimals: 1.014 read as 1.01 (not flagged, while the report's
     cell for the raw value was red) and 1.0171 as 1.02. problems() tests and prints the raw value."""
