@@ -95,18 +95,30 @@ def _per_site(table: pd.DataFrame, column: str, flagged: pd.Series, limit: str, 
     a site with several says how many of its values and the worst one (``W: R-hat above 1.01 in 12 of 30
     values, worst 1.53 (W[2, 1]): ...``), so that a site of a few hundred values is one line, not hundreds."""
     label = {"r_hat": "R-hat", "ess_bulk": "bulk ESS"}[column]
-    site = pd.Series([str(name).split("[", 1)[0] for name in table.index], index=table.index)
+    site = pd.Series([_site_of(str(name)) for name in table.index], index=table.index)
+
+    def number(x: float) -> str:  # (R-hat of indicators that are constant within chains runs to 1e15)
+        return fmt.format(x) if abs(x) < 1e4 else f"{x:.3g}"
+
     lines = []
     for name in dict.fromkeys(site[flagged]):  # (in the table's order)
         rows = table[flagged & (site == name)]
         values = rows[column]
         worst = values.idxmax() if column == "r_hat" else values.idxmin()
         if len(rows) == 1:
-            lines.append(f"{worst}: {label} {fmt.format(values[worst])} {limit}: {advice}")
+            lines.append(f"{worst}: {label} {number(values[worst])} {limit}: {advice}")
         else:
             lines.append(f"{name}: {label} {limit_words} in {len(rows)} of {int((site == name).sum())} values, worst "
-                         f"{fmt.format(values[worst])} ({worst}): {advice}")
+                         f"{number(values[worst])} ({worst}): {advice}")
     return lines
+
+
+def _site_of(row: str) -> str:
+    """The site a summary row belongs to: ``W`` for ``W[2, 1]``, ``P(x)`` for a discrete site's state row
+    ``P(x[0, 3]=1)``."""
+    if row.startswith("P(") and row.endswith(")"):
+        return f"P({row[2:-1].split('=', 1)[0].split('[', 1)[0]})"
+    return row.split("[", 1)[0]
 
 
 @dataclass

@@ -35,9 +35,15 @@ class InputError(ValueError):
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, or its type's name when the message is empty."""
+    """The first line of an exception's message, or its type's name when the message is empty. A colon
+    that announced the lines left out goes too (torch's "... but found invalid values:" before a tensor)."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return _head(text) if text else type(exc).__name__
+
+
+def _head(text: str) -> str:
+    lines = text.splitlines()
+    return lines[0].rstrip().rstrip(":") if len(lines) > 1 else lines[0]
 
 
 def one_line(exc: BaseException, limit: int | None = None) -> str:
@@ -46,7 +52,7 @@ def one_line(exc: BaseException, limit: int | None = None) -> str:
     text = str(exc).strip()
     if not text:
         return type(exc).__name__
-    text = text.splitlines()[0]
+    text = _head(text)
     if limit is not None and len(text) > limit:
         text = text[:limit - 3] + "..."
     return f"{type(exc).__name__}: {text}"

@@ -275,6 +275,21 @@ def test_a_site_of_many_values_is_one_problem_line_naming_the_worst():
     assert any(p.startswith("theta: R-hat ") and "> 1.01" in p for p in problems)
 
 
+def test_a_discrete_sites_state_rows_are_one_line_with_a_readable_worst_value():
+    """A discrete site's summary rows, ``P(x[0, 3]=1)``, group under ``P(x)``; an R-hat of indicator draws
+    that are constant within each chain (label switching: 6.1e15 in the HMM of examples/hmm.py model_2)
+    prints in three significant digits, not as sixteen."""
+    import pandas as pd
+
+    from inference.posterior import _per_site
+
+    rows = [f"P(x[{i}]={k})" for i in range(3) for k in (0, 1)] + ["mu"]
+    table = pd.DataFrame({"r_hat": [6.1e15, 6.1e15, 1.0, 1.0, 1.2, 1.2, 1.5]}, index=rows)
+    lines = _per_site(table, "r_hat", table["r_hat"] > 1.01, "> 1.01", "above 1.01", "{:.3f}", "chains disagree")
+    assert lines == ["P(x): R-hat above 1.01 in 4 of 6 values, worst 6.1e+15 (P(x[0]=0)): chains disagree",
+                     "mu: R-hat 1.500 > 1.01: chains disagree"]
+
+
 def test_rhat_rule_reads_the_raw_value_not_arviz_rounding():
     """ArviZ's summary rounds R-hat to two decimals: 1.014 read as 1.01 (not flagged, while the report's
     cell for the raw value was red) and 1.0171 as 1.02. problems() tests and prints the raw value."""

@@ -406,3 +406,7 @@ def test_one_line_keeps_the_type_and_the_first_line_only():
     assert one_line(exc) == "ValueError: Shape mismatch" and first_line(exc) == "Shape mismatch"
     assert one_line(RuntimeError()) == "RuntimeError" == first_line(RuntimeError("  "))
     assert one_line(RuntimeError("x" * 200), limit=20) == "RuntimeError: " + "x" * 17 + "..."
+    invalid = ValueError("Expected parameter a (Tensor of shape ()) to satisfy the constraint GreaterThan(0.0), "
+                         "but found invalid values:\n-1.0")
+    assert first_line(invalid).endswith("but found invalid values")
+    assert first_line(ValueError("ratio 1:")) == "ratio 1:"  # (one line: nothing was left out)
