@@ -93,7 +93,7 @@ def _per_site(table: pd.DataFrame, column: str, flagged: pd.Series, limit: str, 
     """One problem line per site with flagged rows of the diagnostics `table` (rows ``site`` or
     ``site[i, j]``): a site with one flagged value names it and its value (``x: R-hat 1.014 > 1.01: ...``),
     a site with several says how many of its values and the worst one (``W: R-hat above 1.01 in 12 of 30
-    values, worst 1.53 (W[2, 1]): ...``), so that a site of a few hundred values is one line, not hundreds."""
+    values, worst 1.530 (W[2, 1]): ...``), so that a site of a few hundred values is one line, not hundreds."""
     label = {"r_hat": "R-hat", "ess_bulk": "bulk ESS"}[column]
     site = pd.Series([_site_of(str(name)) for name in table.index], index=table.index)
 

@@ -27,7 +27,8 @@ __all__ = ["run_chains", "probe_state", "expected_leaves", "AHEAD_OF_TIME_DECIDE
 # 190 us a leaf), and a refit that loads the cached package runs them all the same. At 20 the rule missed
 # factor analysis (`ppl demo`: its trees grow from 22 leaves over transitions 1-10 to 300-370 over 21-80);
 # at 30 it makes the decisions it made at 50 on the horseshoe, factor analysis, the HMM and the centred
-# eight schools, with predicted savings 0.4-4.2x the compile against 0.3-4.0x at 50 (docs/decisions.md)
+# eight schools, with predicted savings 0.4-4.2x the compile against 0.3-4.0x at 50 (benchmarks/README.md,
+# "When the rule judges")
 AHEAD_OF_TIME_DECIDE = 30
 # ... and expects the trees after the warm-up's first metric window to be this many times shorter than
 # those: the batch's longest trajectory over transitions 16-30 against its mean after transition 100 was
