@@ -258,7 +258,7 @@ def test_arviz_dims_of_a_site_with_event_dims_name_the_plate_on_the_batch_axis()
 def test_a_site_of_many_values_is_one_problem_line_naming_the_worst():
     """A site whose values fail one by one (a horseshoe's hundred scales, an HMM's emission table under
     label switching) is one line per diagnostic: how many of its values, and the worst with its index. It
-    was a line per value (the HMM of Pyro's examples/hmm.py model_2 printed forty). A site with one flagged
+    was a line per value (the HMM of Pyro's examples/hmm.py model_2 printed 505). A site with one flagged
     value keeps the value's own line."""
     rng = np.random.default_rng(0)
     slow = np.cumsum(rng.normal(size=(2, 300, 50)), axis=1)  # random walks: every value fails both checks
