@@ -630,12 +630,12 @@ def test_the_ahead_of_time_rule_compiles_long_runs_of_large_steps_only():
     """`compile.ahead_of_time_pays` on the sizes measured: the horseshoe (188 operations, some 450 leaves a
     transition) and the HMM (1,746 operations, 40 leaves: the batch's, its longest chain's) pay for their
     compile; the coin (113 operations, 3 leaves) and eight schools (about 100 operations, 15 leaves) do not;
-    nor does a short run, nor the HMM at 30 leaves a transition (a saving of 79 s for a compile of 82)."""
+    nor does a short run, nor the HMM at 10 leaves a transition (a saving of 27 s for a compile of 34)."""
     from inference.fast.compile import ahead_of_time_pays
 
     assert ahead_of_time_pays(188, 450, 950)
     assert ahead_of_time_pays(1746, 40, 950)
-    assert not ahead_of_time_pays(1746, 30, 950)
+    assert not ahead_of_time_pays(1746, 10, 950)
     assert not ahead_of_time_pays(113, 3, 1950)
     assert not ahead_of_time_pays(100, 15, 1950)
     assert not ahead_of_time_pays(188, 450, 50)
@@ -647,8 +647,9 @@ def test_the_rule_expects_shorter_trees_after_the_first_metric_window():
     (transition 100 of a 500-transition warm-up) and a quarter of it after. On the rates measured over
     transitions 16-30: the centred eight schools (135 operations, 119 leaves; 22-24 after) does not pay
     (it did without the discount, for 22 s against a fit of 4-8 s), the horseshoe (188, 996) does,
-    factor analysis as `ppl demo` runs it (265, 298; 300 warm-up) does, and the HMM (1,746, 76; 38 after)
-    does not, as its first fit measured (123 s compiled against 107-126 s)."""
+    factor analysis as `ppl demo` runs it (265, 298; 300 warm-up) does, and so does the HMM (1,746, 76; 38
+    after) since its kernels compile scalar (31-33 s instead of 57-81: `compile.AOT_INDUCTOR_CONFIGS`); with
+    the vectorised kernels' compile it did not, as its first fit measured (123 s compiled against 107-126 s)."""
     from inference.fast.adaptation import adaptation_windows
     from inference.fast.compile import ahead_of_time_pays
     from inference.fast.sampler import AHEAD_OF_TIME_DECIDE, EARLY_TREES, expected_leaves
@@ -666,7 +667,7 @@ def test_the_rule_expects_shorter_trees_after_the_first_metric_window():
     assert ahead_of_time_pays(135, 119, 970) and not pays(135, 119)  # without the discount, and with it
     assert pays(188, 996) and pays(188, 965)
     assert pays(265, 298, warmup=300)
-    assert not pays(1746, 76)
+    assert pays(1746, 76)
 
 
 def test_an_inductor_that_fails_leaves_torchscript_and_says_why(monkeypatch):
@@ -683,10 +684,11 @@ def test_an_inductor_that_fails_leaves_torchscript_and_says_why(monkeypatch):
 
 
 @pytest.mark.skipif(not ahead_of_time_available(), reason="no C++ compiler for AOTInductor")
-def test_auto_moves_to_ahead_of_time_at_a_fixed_transition_and_stays_reproducible(tmp_path, monkeypatch):
+def test_auto_moves_to_ahead_of_time_at_a_fixed_transition_and_stays_reproducible(tmp_path, monkeypatch, caplog):
     """Where the rule says it pays, ``compiler="auto"`` compiles the leaf step ahead of time after 30
-    transitions and says so; the same seed gives the same draws again (the second fit loads the package),
-    and the posterior is the exact one (the coin's Beta(9, 5) mean, within 4 Monte-Carlo standard errors)."""
+    transitions and says so; the same seed gives the same draws again (the second fit loads the package,
+    quietly: torch's loader reports the scalar kernels' missing vector instruction set as a mismatch), and
+    the posterior is the exact one (the coin's Beta(9, 5) mean, within 4 Monte-Carlo standard errors)."""
     import inference.fast.sampler as sampler
 
     monkeypatch.setenv("PPL_CACHE_DIR", str(tmp_path))
@@ -697,6 +699,7 @@ def test_auto_moves_to_ahead_of_time_at_a_fixed_transition_and_stays_reproducibl
     note = next(n for n in first.notes if n.startswith("fast backend"))
     assert "leapfrog step compiled ahead of time (AOTInductor) from transition 31" in note
     assert np.array_equal(first.samples["p"], second.samples["p"])
+    assert not [r.getMessage() for r in caplog.records if "mismatch" in r.getMessage()]
     p = first.samples["p"]
     mcse = float(az.mcse(az.convert_to_dataset({"p": p}))["p"])
     assert abs(p.mean() - 9 / 14) < 4 * mcse

@@ -51,19 +51,27 @@ import torch
 import torch.fx as fx
 
 __all__ = ["COMPILERS", "compile_graph", "compile_loop", "resolve", "Packaged", "ahead_of_time_pays",
-           "ahead_of_time_available"]
+           "ahead_of_time_available", "AOT_INDUCTOR_CONFIGS"]
 
 COMPILERS = ("auto", "torchscript", "inductor", "python")
 
+
+# What AOTInductor is asked for (``aoti_compile_and_package``'s documented `inductor_configs`): scalar C++
+# kernels, no SIMD. A leaf step's tensors hold a few chains times a few dimensions, too short for vector
+# loops, and Inductor writes each fused kernel twice (vectorised, with a scalar tail) and compiles both.
+# Measured on the corpus's leaf steps (benchmarks/aot_configs.py), scalar against vectorised: the HMM's
+# compile 31 s against 57 and its call 128 us against 160; the mixture's 11.5 s against 14.7, 20 us
+# against 25; the horseshoe's call 24 us against 28-34.
+AOT_INDUCTOR_CONFIGS = {"cpp.simdlen": 1}
 
 # ``"auto"`` starts with TorchScript and moves the NUTS leaf step to AOTInductor where the compile pays for
 # itself within the run (`ahead_of_time_pays`). The cost model, from the corpus's horseshoe (188
 # operations), Gaussian mixture (322) and HMM (1,746) on this two-core machine (docs/decisions.md):
 TORCHSCRIPT_US_PER_OPERATION = 1.7    # a leaf step under TorchScript: 1.5-1.8 microseconds per operation
-AOT_US_PER_CALL = 20.0                # under AOTInductor: 36-200 microseconds, about 20 + 0.1 per operation,
-AOT_US_PER_OPERATION = 0.1            # the tree's Python around it included
-AOT_COMPILE_S = 12.0                  # compiling it: 15-28 s, 23 s and 81 s, about 12 s + 40 ms per operation
-AOT_COMPILE_S_PER_OPERATION = 0.04
+AOT_US_PER_CALL = 25.0                # under AOTInductor: 35-145 microseconds, about 25 + 0.07 per operation,
+AOT_US_PER_OPERATION = 0.07           # the tree's Python around it included
+AOT_COMPILE_S = 8.0                   # compiling it: 10 s, 12 s and 33 s, about 8 s + 15 ms per operation
+AOT_COMPILE_S_PER_OPERATION = 0.015   # (once per machine, Inductor's first compile adds about 20 s)
 
 
 def ahead_of_time_pays(operations: int, leaves: float, transitions: int) -> bool:
@@ -163,7 +171,13 @@ def _ahead_of_time(graph: fx.GraphModule, example: tuple) -> Packaged:
                                                        "torch._dynamo", "torch.fx"):
             warnings.simplefilter("ignore")
             program = torch.export.export(graph, example)
-            aoti_compile_and_package(program, package_path=str(path))
+            aoti_compile_and_package(program, package_path=str(path), inductor_configs=dict(AOT_INDUCTOR_CONFIGS))
 
-    return cached_package(fingerprint(graph, example, "aoti"), build,
-                          lambda path: Packaged(aoti_load_package(str(path))))
+    def load(path):
+        # scalar kernels record no vector instruction set, which the loader reports as a mismatch with this
+        # processor's (the package's name already depends on the processor: `fingerprint`)
+        with _quiet_loggers("torch.export"):
+            return Packaged(aoti_load_package(str(path)))
+
+    return cached_package(fingerprint(graph, example, "aoti", repr(sorted(AOT_INDUCTOR_CONFIGS.items()))), build,
+                          load)

@@ -49,9 +49,12 @@ def package_dir() -> Path:
 
 def fingerprint(graph: fx.GraphModule, example: tuple, *salt: str) -> str:
     """What a compiled package of `graph` depends on: its code, the values of its constants, the dtype,
-    shape and layout of each input, the torch and Python versions and the machine (plus `salt`)."""
+    shape and layout of each input, the torch and Python versions and the machine: its architecture and the
+    vector instructions it has, since the kernels are compiled for the processor they are built on (plus
+    `salt`)."""
     h = hashlib.sha256()
-    for part in (torch.__version__, sys.version, platform.machine(), *salt, graph.code):
+    machine = (platform.machine(), torch.backends.cpu.get_cpu_capability())
+    for part in (torch.__version__, sys.version, *machine, *salt, graph.code):
         h.update(part.encode())
         h.update(b"\0")
     for node in graph.graph.nodes:
