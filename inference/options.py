@@ -194,7 +194,7 @@ ENGINE_OPTIONS: tuple[EngineOption, ...] = (
                  choices=BATCHINGS),
     EngineOption("compiler", "choice", _all(MCMC, "auto"),
                  "what compiles the fast backend's leapfrog step: 'torchscript', 'inductor' (AOTInductor: a "
-                 "C++ compiler and 15-80 s per model, cached), 'python' (neither); 'auto': TorchScript where "
+                 "C++ compiler and 10-35 s per model, cached), 'python' (neither); 'auto': TorchScript where "
                  "torch has it, moved to AOTInductor after 30 transitions where the run is long enough to pay "
                  "for the compile", choices=COMPILERS),
     EngineOption("guide", "choice", {"svi": None},

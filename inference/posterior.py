@@ -604,11 +604,13 @@ def _value_label(value: Any) -> str:
 #   (chain, draw) by construction, so a short run (fewer draws than chains) is not.
 # - "Degrees of freedom <= 0 for slice" and "invalid value encountered in (scalar) divide", NumPy's
 #   RuntimeWarnings where a statistic of the summary has no value: the sd of a single draw (MAP, MLE), the
-#   R-hat and ESS of draws that never vary (the unit diagonal of a correlation matrix). The cell is NaN,
-#   which the report prints blank.
+#   R-hat and ESS of draws that never vary (the unit diagonal of a correlation matrix), the R-hat of draws
+#   constant within each chain (an enumerated assignment each chain keeps: "invalid value encountered in
+#   sqrt", once per value). The cell is NaN, which the report prints blank; chains stuck at different values
+#   are flagged by their ESS.
 _LOG_DENSITY_GROUPS = ("log_likelihood", "log_prior")  # one value per draw and site element, no event dims
 _MORE_CHAINS = r"More chains \(\d+\) than draws \(\d+\)"
-_NO_STATISTIC = r"(Degrees of freedom <= 0 for slice|invalid value encountered in (scalar )?divide)"
+_NO_STATISTIC = r"(Degrees of freedom <= 0 for slice|invalid value encountered in (scalar )?(divide|sqrt))"
 
 
 @contextlib.contextmanager

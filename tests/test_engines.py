@@ -290,6 +290,23 @@ def test_a_discrete_sites_state_rows_are_one_line_with_a_readable_worst_value():
                      "mu: R-hat 1.500 > 1.01: chains disagree"]
 
 
+def test_draws_constant_within_each_chain_give_a_problem_line_and_no_warnings():
+    """An enumerated assignment each chain keeps (a mixture whose chains settle in different labellings)
+    has no within-chain variance: ArviZ's R-hat warned "invalid value encountered in sqrt" once per value,
+    a flood under the problem lines. The R-hat is NaN; the ESS says the draws are too few."""
+    import warnings
+
+    z = np.zeros((4, 200, 3), dtype=np.int64)
+    z[1] = z[3] = 1
+    locs = np.random.default_rng(0).normal(size=(4, 200, 2))
+    post = Posterior(samples={"z": z, "locs": locs}, method="nuts", settings={})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        problems = post.problems()
+    assert [str(w.message) for w in caught] == []
+    assert any(p.startswith("z: bulk ESS below 400") for p in problems), problems
+
+
 def test_rhat_rule_reads_the_raw_value_not_arviz_rounding():
     """ArviZ's summary rounds R-hat to two decimals: 1.014 read as 1.01 (not flagged, while the report's
     cell for the raw value was red) and 1.0171 as 1.02. problems() tests and prints the raw value."""

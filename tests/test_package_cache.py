@@ -84,7 +84,9 @@ def test_the_folder_follows_the_environment(monkeypatch, tmp_path):
     assert package_dir() == tmp_path / "xdg" / "ppl-suite" / "compiled"
 
 
-def test_the_fingerprint_follows_the_graph_its_data_and_its_input_shapes():
+def test_the_fingerprint_follows_the_graph_its_data_its_input_shapes_and_the_processor(monkeypatch):
+    """A package's kernels are built for the processor that compiled them (``-march=native``): a cache shared
+    between machines of different vector instruction sets must not hand one's package to the other."""
     def recorded(data):  # a graph holding `data` as a constant, as a recorded leaf step holds the model's data
         return make_fx(lambda x: (x * data).sum())(torch.ones(3))
 
@@ -96,3 +98,6 @@ def test_the_fingerprint_follows_the_graph_its_data_and_its_input_shapes():
     assert same_a == same_b
     assert len({same_a, other_data, other_shape}) == 3
     assert len(same_a) == 32 and int(same_a, 16) >= 0
+    here = torch.backends.cpu.get_cpu_capability()
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT" if here != "DEFAULT" else "AVX2")
+    assert fingerprint(recorded(torch.tensor([1.0, 2.0, 3.0])), (x,)) != same_a

@@ -9,12 +9,13 @@ Three implementations, picked by name (`COMPILERS`):
   each; torch 2.13 marks ``torch.jit.trace`` and ``torch.jit.script`` deprecated.
 - ``"inductor"``: the graph is compiled ahead of time by AOTInductor (``torch.export.export``, then
   ``torch._inductor.aoti_compile_and_package``, the documented AOTInductor entry points) into a shared
-  library whose C++ runner calls a few fused kernels: the horseshoe's leaf step, 188 operations, runs in
-  about 40 microseconds instead of TorchScript's 340, the HMM's 1,746 in 200 instead of 2,600. It needs a
-  C++ compiler and takes 15-80 s per graph, so packages are cached on disk by a fingerprint of the
-  graph, its constants (the data) and the torch version (`package_cache`): a model compiles once, later
-  fits load it in about 2 s. The doubling loop runs as plain Python around it (`tree.FlatTreeBuilder`),
-  about 15 microseconds a leaf. It is called through
+  library whose C++ runner calls a few fused kernels (scalar ones: `AOT_INDUCTOR_CONFIGS`): the horseshoe's
+  leaf step, 188 operations, runs in about 25 microseconds instead of TorchScript's 340, the HMM's 1,746
+  in 130 instead of 2,600. It needs a C++ compiler and takes 10-35 s per graph (some 20 s more for the
+  first compile on a machine), so packages are cached on disk by a fingerprint of the graph, its
+  constants (the data), the torch version and the processor (`package_cache`): a model compiles once,
+  later fits load it in about 2 s. The doubling loop runs as plain Python around it
+  (`tree.FlatTreeBuilder`), about 15 microseconds a leaf. It is called through
   the loaded package's ``loader.run`` on a flat list of tensors (the package's ``__call__`` re-parses its
   argument spec and flattens a pytree on every call, which doubles the cost of a small step).
 - ``"python"``: no compiler at all. The simplified FX graph is itself the compiled function (its

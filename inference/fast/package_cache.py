@@ -1,6 +1,6 @@
 """Where AOTInductor's compiled packages are kept between fits: one file per graph, named by a fingerprint.
 
-Compiling a leaf step ahead of time costs 15-80 s (`compile`), so a package is kept on disk and any later
+Compiling a leaf step ahead of time costs 10-35 s (`compile`), so a package is kept on disk and any later
 fit whose graph is the same, with the same constants (the data), input shapes and torch, loads it instead.
 
 - **Where.** ``$PPL_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/ppl-suite/compiled``, else
