@@ -1,15 +1,19 @@
-"""When ``compiler="auto"`` judges whether AOTInductor pays: the fit's wall time with the judgement at
-transition 30 (today's `inference.fast.AHEAD_OF_TIME_DECIDE`) beside the same fit judged at 50
-(the earlier value), first fit and refit, in one run.
+"""When ``compiler="auto"`` judges whether AOTInductor pays: the fit's wall time under different
+judgements (`inference.fast.Judgement`: after which transition, asking what margin of the predicted
+saving over the compile), first fit and refit, side by side in one run.
 
 The transitions before the judgement run under TorchScript, and they are the run's dearest (the warm-up
 starts far from the typical set, so their trees are long); a refit that loads the cached package runs them
-too. Every fit runs in a process of its own with empty package and Inductor caches, then the refit in the
-same process loads the package the first fit wrote. Programs: the horseshoe of the corpus (4 x (500 + 500))
-and the catalogue's factor analysis as `ppl demo` runs it (4 x (300 + 500)), the two that compile.
+too. Every fit runs in a process of its own with an empty package cache, then the refit in the same process
+loads the package the first fit wrote. Inductor's own cache (its processor checks and precompiled headers,
+about 20 s once per machine) is kept, as on any machine after its first compile; ``--cold`` empties it for
+every fit. Programs: the horseshoe of the corpus (4 x (500 + 500)) and the catalogue's factor analysis as
+`ppl demo` runs it (4 x (300 + 500)), the two that compile. A judgement set is written ``AT[:MARGIN],...``:
+``30`` judges once at transition 30, ``10:4,30`` (the default, `inference.fast.AHEAD_OF_TIME_JUDGEMENTS`)
+first at 10 asking a saving of 4 times the compile, then at 30.
 
     PYTHONPATH=. python benchmarks/aot_decision.py
-    PYTHONPATH=. python benchmarks/aot_decision.py --programs horseshoe --decide 50 30 20
+    PYTHONPATH=. python benchmarks/aot_decision.py --programs horseshoe --judgements 50 30 10:4,30
 """
 
 from __future__ import annotations
@@ -26,11 +30,18 @@ PROGRAMS = {"horseshoe": dict(num_chains=4, num_warmup=500, num_samples=500),
             "factor_analysis": dict(num_chains=4, num_warmup=300, num_samples=500)}
 
 
-def worker(program: str, decide: int, seed: int) -> dict:
-    """The first fit and the refit of `program`, judged at transition `decide` (`run_fast_mcmc`, as `fit`
+def judgements(spec: str) -> tuple:
+    """``"10:4,30"`` as `inference.fast.Judgement`s (a margin of 1 where none is written)."""
+    from inference.fast import Judgement
+
+    parts = [item.split(":") for item in spec.split(",")]
+    return tuple(Judgement(at=int(p[0]), margin=float(p[1]) if len(p) > 1 else 1.0) for p in parts)
+
+
+def worker(program: str, spec: str, seed: int) -> dict:
+    """The first fit and the refit of `program` under the judgements `spec` (`run_fast_mcmc`, as `fit`
     calls it, the model's inspection included in the time)."""
     import arviz as az
-    import numpy as np
 
     from inference.fast import run_fast_mcmc
     from inference.structure import inspect_model
@@ -50,7 +61,7 @@ def worker(program: str, decide: int, seed: int) -> dict:
         start = time.perf_counter()
         structure = inspect_model(model, data)
         samples, _, notes = run_fast_mcmc(model, data, structure, method="nuts", seed=seed, progress=False,
-                                          decide_at=decide, adaptation="pooled", **PROGRAMS[program])
+                                          judgements=judgements(spec), adaptation="pooled", **PROGRAMS[program])
         seconds = time.perf_counter() - start
         ess = az.ess(az.convert_to_dataset({k: v for k, v in samples.items() if v.dtype.kind == "f"}))
         note = next((n for n in notes if n.startswith("fast backend")), "")
@@ -63,30 +74,33 @@ def worker(program: str, decide: int, seed: int) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--programs", nargs="*", default=list(PROGRAMS), choices=list(PROGRAMS))
-    parser.add_argument("--decide", nargs="*", type=int, default=[50, 30],
-                        help="the transitions to judge at; the first is the baseline of the ratio column")
+    parser.add_argument("--judgements", nargs="*", default=["30", "10:4,30"],
+                        help="judgement sets AT[:MARGIN],...; the first is the baseline of the ratio column")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cold", action="store_true", help="empty Inductor's cache for every fit too")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker[0], int(args.worker[1]), int(args.worker[2]))))
+        print(json.dumps(worker(args.worker[0], args.worker[1], int(args.worker[2]))))
         return
-    print("| program | judged at | fit | wall s | x baseline's time | min bulk ESS | AOTInductor from |")
+    print("| program | judgements | fit | wall s | x baseline's time | min bulk ESS | AOTInductor from |")
     print("|---|---|---|---|---|---|---|")
     for program in args.programs:
         baseline = {}
-        for decide in args.decide:
+        for spec in args.judgements:
             with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as inductor:
-                env = dict(os.environ, PPL_CACHE_DIR=cache, TORCHINDUCTOR_CACHE_DIR=inductor)
-                done = subprocess.run([sys.executable, __file__, "--worker", program, str(decide), str(args.seed)],
+                env = dict(os.environ, PPL_CACHE_DIR=cache)
+                if args.cold:
+                    env["TORCHINDUCTOR_CACHE_DIR"] = inductor
+                done = subprocess.run([sys.executable, __file__, "--worker", program, spec, str(args.seed)],
                                       env=env, capture_output=True, text=True)
             if done.returncode != 0:
-                print(f"| {program} | {decide} | failed: {done.stderr.strip().splitlines()[-1:]} |")
+                print(f"| {program} | {spec} | failed: {done.stderr.strip().splitlines()[-1:]} |")
                 continue
             result = json.loads(done.stdout.strip().splitlines()[-1])
             for label, r in result.items():
                 baseline.setdefault(label, r["seconds"])
-                print(f"| {program} | {decide} | {label} | {r['seconds']:.1f} | {r['seconds'] / baseline[label]:.2f} "
+                print(f"| {program} | {spec} | {label} | {r['seconds']:.1f} | {r['seconds'] / baseline[label]:.2f} "
                       f"| {r['ess']:.0f} | {r['from'] if r['compiled'] else 'not compiled'} |", flush=True)
 
 

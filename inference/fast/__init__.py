@@ -18,10 +18,10 @@ its modules' private names. Inside, one job per module:
 """
 
 from .compile import COMPILERS
-from .driver import (ADAPTATIONS, AHEAD_OF_TIME_DECIDE, DENSE_MAX_DIM, DENSE_MIN_CONDITION, NoStartingPoint,
-                     NotBatchable, one_thread, run_fast_mcmc)
+from .driver import (ADAPTATIONS, AHEAD_OF_TIME_JUDGEMENTS, DENSE_MAX_DIM, DENSE_MIN_CONDITION, Judgement,
+                     NoStartingPoint, NotBatchable, one_thread, run_fast_mcmc)
 from .graph_passes import record
 from .potential import BATCHINGS, Potential
 
 __all__ = ["run_fast_mcmc", "NotBatchable", "NoStartingPoint", "one_thread", "Potential", "BATCHINGS", "COMPILERS",
-           "ADAPTATIONS", "AHEAD_OF_TIME_DECIDE", "DENSE_MAX_DIM", "DENSE_MIN_CONDITION", "record"]
+           "ADAPTATIONS", "AHEAD_OF_TIME_JUDGEMENTS", "Judgement", "DENSE_MAX_DIM", "DENSE_MIN_CONDITION", "record"]

@@ -75,13 +75,13 @@ AOT_COMPILE_S = 8.0                   # compiling it: 10 s, 12 s and 33 s, about
 AOT_COMPILE_S_PER_OPERATION = 0.015   # (once per machine, Inductor's first compile adds about 20 s)
 
 
-def ahead_of_time_pays(operations: int, leaves: float, transitions: int) -> bool:
-    """Whether compiling a leaf step of `operations` ATen operations ahead of time saves more than it costs
-    over `transitions` more transitions of `leaves` leaf steps each. Measured constants only, never the
-    clock: the decision, and so the run, is a function of the seed."""
+def ahead_of_time_pays(operations: int, leaves: float, transitions: int, margin: float = 1.0) -> bool:
+    """Whether compiling a leaf step of `operations` ATen operations ahead of time saves more than `margin`
+    times what it costs over `transitions` more transitions of `leaves` leaf steps each. Measured constants
+    only, never the clock: the decision, and so the run, is a function of the seed."""
     saved_us = leaves * transitions * (operations * (TORCHSCRIPT_US_PER_OPERATION - AOT_US_PER_OPERATION)
                                        - AOT_US_PER_CALL)
-    return saved_us * 1e-6 > AOT_COMPILE_S + AOT_COMPILE_S_PER_OPERATION * operations
+    return saved_us * 1e-6 > margin * (AOT_COMPILE_S + AOT_COMPILE_S_PER_OPERATION * operations)
 
 
 def ahead_of_time_available() -> bool:

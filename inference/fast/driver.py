@@ -18,12 +18,13 @@ import torch
 from ppl_models.errors import one_line
 
 from .adaptation import ADAPTATIONS, pooling
-from .sampler import AHEAD_OF_TIME_DECIDE, run_chains
+from .sampler import AHEAD_OF_TIME_JUDGEMENTS, Judgement, run_chains
 from .potential import NotBatchable, Potential, is_numerical_failure
 from ..structure import ModelStructure
 from ..warm_start import laplace
 
-__all__ = ["run_fast_mcmc", "NotBatchable", "NoStartingPoint", "ADAPTATIONS", "AHEAD_OF_TIME_DECIDE", "DENSE_MAX_DIM",
+__all__ = ["run_fast_mcmc", "NotBatchable", "NoStartingPoint", "ADAPTATIONS", "AHEAD_OF_TIME_JUDGEMENTS", "Judgement",
+           "DENSE_MAX_DIM",
            "DENSE_MIN_CONDITION"]
 
 # ``full_mass=None`` (the default) adapts a dense mass matrix up to this many unconstrained dimensions and
@@ -86,7 +87,8 @@ def run_fast_mcmc(model: Callable, data: dict, structure: ModelStructure, *, met
                   max_tree_depth: int = 10, full_mass: bool | None = None, jit_compile: bool = False,
                   step_size: float = 1.0, trajectory_length: float | None = None, progress: bool = True,
                   compile: bool = True, warm_start: bool = True, adaptation: str = "pooled",
-                  batching: str = "auto", compiler: str = "auto", decide_at: int = AHEAD_OF_TIME_DECIDE
+                  batching: str = "auto", compiler: str = "auto",
+                  judgements: tuple[Judgement, ...] = AHEAD_OF_TIME_JUDGEMENTS
                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
     """Run `num_chains` chains of NUTS or HMC as one batch; returns (samples, sample_stats, notes).
 
@@ -101,15 +103,16 @@ def run_fast_mcmc(model: Callable, data: dict, structure: ModelStructure, *, met
     adapts each chain on its own, as Stan does.
     ``batching`` (`potential.BATCHINGS`) and ``compiler`` (`compile.COMPILERS`) pick how the chain
     dimension is added and what compiles; the defaults pick by themselves. With ``compiler="auto"``,
-    `decide_at` is the transition after which the run judges whether AOTInductor pays (the default,
-    `AHEAD_OF_TIME_DECIDE`, is measured: benchmarks/aot_decision.py compares others).
+    `judgements` are the transitions after which the run judges whether AOTInductor pays, each with the
+    margin it asks of the predicted saving (the default, `AHEAD_OF_TIME_JUDGEMENTS`, is measured:
+    benchmarks/aot_decision.py compares others).
     """
     with one_thread():
         return _run(model, data, structure, method=method, seed=seed, num_chains=num_chains, num_samples=num_samples,
                     num_warmup=num_warmup, target_accept=target_accept, max_tree_depth=max_tree_depth,
                     full_mass=full_mass, step_size=step_size, trajectory_length=trajectory_length,
                     progress=progress, compile=compile, warm_start=warm_start, adaptation=adaptation,
-                    batching=batching, compiler=compiler, decide_at=decide_at)
+                    batching=batching, compiler=compiler, judgements=judgements)
 
 
 @contextlib.contextmanager
@@ -128,7 +131,7 @@ def one_thread():
 
 def _run(model, data, structure, *, method, seed, num_chains, num_samples, num_warmup, target_accept,
          max_tree_depth, full_mass, step_size, trajectory_length, progress, compile, warm_start, adaptation,
-         batching, compiler, decide_at):
+         batching, compiler, judgements):
     generator = torch.Generator().manual_seed(int(seed))
     potential = Potential(model, data, structure, num_chains, compile=compile, batching=batching, compiler=compiler)
     auto_metric = full_mass is None
@@ -164,7 +167,7 @@ def _run(model, data, structure, *, method, seed, num_chains, num_samples, num_w
                               is_failure=is_numerical_failure,
                               on_compiled=record if method == "nuts" else None,
                               initial_inverse_mass=initial_inverse_mass, compiler=compiler,
-                              adaptation=adaptation, decide_at=decide_at)
+                              adaptation=adaptation, judgements=judgements)
     with torch.no_grad():
         values = potential.constrain(draws)
     samples = {name: v.detach().cpu().numpy() for name, v in values.items()}

@@ -8,7 +8,7 @@ during warm-up (`adaptation`), then records the draws and Stan's per-draw statis
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -18,18 +18,31 @@ from .state import LeafInput, LeafState, SubtreeConstants
 from .compile import ahead_of_time_available, ahead_of_time_pays
 from .tree import Integrator, Leaf, Metric, NUTSKernel, ValueAndGrad, hmc_transition, velocity
 
-__all__ = ["run_chains", "probe_state", "expected_leaves", "AHEAD_OF_TIME_DECIDE", "EARLY_TREES"]
+__all__ = ["run_chains", "probe_state", "expected_leaves", "Judgement", "AHEAD_OF_TIME_JUDGEMENTS", "EARLY_TREES"]
 
-# ``compiler="auto"`` judges whether compiling the leaf step ahead of time pays after this many transitions,
-# on the tree sizes of the second half of them (the first ones, before dual averaging settles, are not
-# typical of the run). As early as the judgement allows, because those transitions are the run's dearest:
-# the horseshoe's first 50 took 12.6 s of a 48 s fit (trees of 700-1000 leaves under TorchScript at about
-# 190 us a leaf), and a refit that loads the cached package runs them all the same. At 20 the rule missed
-# factor analysis (`ppl demo`: its trees grow from 22 leaves over transitions 1-10 to 300-370 over 21-80);
-# at 30 it makes the decisions it made at 50 on the horseshoe, factor analysis, the HMM and the centred
-# eight schools, with predicted savings 0.4-4.2x the compile against 0.3-4.0x at 50 (benchmarks/README.md,
-# "When the rule judges")
-AHEAD_OF_TIME_DECIDE = 30
+
+class Judgement(NamedTuple):
+    """After transition `at`, ``compiler="auto"`` compiles the leaf step ahead of time if the saving it
+    predicts over the rest of the run, from the tree sizes of transitions `at` // 2 + 1 .. `at`, is at least
+    `margin` times the compile's cost (`compile.ahead_of_time_pays`)."""
+    at: int
+    margin: float
+
+
+# ``compiler="auto"`` judges at these transitions, each on the second half of the transitions before it
+# (the first ones, before dual averaging settles, are not typical of the run), the first verdict to pay
+# compiling. As early as the judgement allows, because those transitions are the run's dearest: the
+# horseshoe's first 30 take 8 s under TorchScript (trees of 700-1000 leaves at about 340 us a leaf), and a
+# refit that loads the cached package runs them all the same.
+# - At 30, any saving: at 20 the rule missed factor analysis (`ppl demo`: its trees grow from 22 leaves
+#   over transitions 1-10 to 300-370 over 21-80); at 30 it made the decisions it made at 50 on the
+#   horseshoe, factor analysis, the HMM and the centred eight schools (benchmarks/README.md, "When the rule
+#   judges").
+# - At 10, a saving of 4 times the compile or more: the early trees can be long and short-lived (the
+#   Gaussian mixture's predict 2.6-2.9x on two seeds of four, for a fit shorter than the compile), while
+#   the horseshoe's predict 7.1-8.0x (three seeds) and compiling it 20 transitions earlier saves some 5 s
+#   of a fit and of a refit.
+AHEAD_OF_TIME_JUDGEMENTS = (Judgement(at=10, margin=4.0), Judgement(at=30, margin=1.0))
 # ... and expects the trees after the warm-up's first metric window to be this many times shorter than
 # those: the batch's longest trajectory over transitions 16-30 against its mean after transition 100 was
 # 4.6-5.3x on the centred eight schools (seeds 0 and 1), 3.9-4.0x on the horseshoe, 2.0x on the HMM and
@@ -89,7 +102,8 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
                is_failure: Callable[[BaseException], bool] | None = None,
                on_compiled: Callable[[str], None] | None = None,
                initial_inverse_mass: torch.Tensor | None = None,
-               compiler: str = "auto", adaptation: str = "per chain", decide_at: int = AHEAD_OF_TIME_DECIDE
+               compiler: str = "auto", adaptation: str = "per chain",
+               judgements: tuple[Judgement, ...] = AHEAD_OF_TIME_JUDGEMENTS
                ) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """Warm up and sample every chain of ``z0`` ``(C, D)`` together.
 
@@ -102,8 +116,8 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
 
     `initial_inverse_mass` (``(C, D)``, or ``(C, D, D)`` with `full_mass`) is the metric warm-up starts
     from instead of the identity (see `warm_start`). `adaptation` names what the warm-up adapts for all
-    chains together (`adaptation.ADAPTATIONS`). With ``compiler="auto"``, `decide_at` is the transition
-    after which the run judges whether compiling ahead of time pays (`AHEAD_OF_TIME_DECIDE`).
+    chains together (`adaptation.ADAPTATIONS`). With ``compiler="auto"``, `judgements` are when and how
+    surely the run judges whether compiling ahead of time pays (`AHEAD_OF_TIME_JUDGEMENTS`).
 
     Returns the draws ``(C, num_samples, D)`` in unconstrained space and the per-draw statistics
     (diverging, energy, lp, acceptance_rate, step_size, n_steps, and tree_depth for NUTS), each
@@ -159,25 +173,28 @@ def run_chains(value_and_grad: ValueAndGrad, z0: torch.Tensor, *, method: str = 
     if on_compiled is not None:
         on_compiled(describe())
     total = num_warmup + num_samples
-    watch = (method == "nuts" and compiler == "auto" and leaf.compiled is not None
-             and total > decide_at and ahead_of_time_available())
-    leaves = 0  # the batch's leaf steps over the transitions that `ahead_of_time_pays` is judged on
+    judgements = sorted(j for j in judgements if j.at < total)
+    watch = (method == "nuts" and compiler == "auto" and leaf.compiled is not None and bool(judgements)
+             and ahead_of_time_available())
+    trees: list[int] = []  # the batch's leaf steps in each transition, until the last judgement
 
     def after(done: int, t) -> None:
         """After `done` transitions: with ``compiler="auto"``, move the leaf step to AOTInductor once the
-        run's tree sizes show the compile pays (`compile.ahead_of_time_pays`); a fixed transition, so the
+        run's tree sizes show the compile pays (`compile.ahead_of_time_pays`); at fixed transitions, so the
         run stays a function of its seed."""
-        nonlocal kernel, leaves
-        if not watch or done > decide_at:
+        nonlocal kernel, watch
+        if not watch:
             return
-        if done > decide_at // 2:
-            leaves += int(t.n_steps.max())  # (the chain with the longest trajectory sets the batch's)
-        if done < decide_at:
+        trees.append(int(t.n_steps.max()))  # (the chain with the longest trajectory sets the batch's)
+        judgement = next((j for j in judgements if j.at == done), None)
+        if judgement is None:
             return
-        rate = leaves / (decide_at - decide_at // 2)
-        expected = expected_leaves(rate, done, total, windows[0][1] if windows else 0)
-        if not ahead_of_time_pays(leaf.operations, expected / (total - done), total - done):
+        watch = judgement != judgements[-1]
+        recent = trees[judgement.at // 2:judgement.at]
+        expected = expected_leaves(sum(recent) / len(recent), done, total, windows[0][1] if windows else 0)
+        if not ahead_of_time_pays(leaf.operations, expected / (total - done), total - done, judgement.margin):
             return
+        watch = False
         if bar is not None:
             bar.set_postfix_str("compiling the leapfrog step ahead of time (AOTInductor, once per model)")
         examples = [probe_state(z, U, grad, integrator.metric.inverse_mass, probes, max(max_tree_depth, 1))
