@@ -38,8 +38,8 @@ def judgements(spec: str) -> tuple:
     return tuple(Judgement(at=int(p[0]), margin=float(p[1]) if len(p) > 1 else 1.0) for p in parts)
 
 
-def worker(program: str, spec: str, seed: int) -> dict:
-    """The first fit and the refit of `program` under the judgements `spec` (`run_fast_mcmc`, as `fit`
+def worker(program: str, written: str, seed: int) -> dict:
+    """The first fit and the refit of `program` under the judgements `written` (`run_fast_mcmc`, as `fit`
     calls it, the model's inspection included in the time)."""
     import arviz as az
 
@@ -61,7 +61,7 @@ def worker(program: str, spec: str, seed: int) -> dict:
         start = time.perf_counter()
         structure = inspect_model(model, data)
         samples, _, notes = run_fast_mcmc(model, data, structure, method="nuts", seed=seed, progress=False,
-                                          judgements=judgements(spec), adaptation="pooled", **PROGRAMS[program])
+                                          judgements=judgements(written), adaptation="pooled", **PROGRAMS[program])
         seconds = time.perf_counter() - start
         ess = az.ess(az.convert_to_dataset({k: v for k, v in samples.items() if v.dtype.kind == "f"}))
         note = next((n for n in notes if n.startswith("fast backend")), "")

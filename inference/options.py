@@ -195,7 +195,7 @@ ENGINE_OPTIONS: tuple[EngineOption, ...] = (
     EngineOption("compiler", "choice", _all(MCMC, "auto"),
                  "what compiles the fast backend's leapfrog step: 'torchscript', 'inductor' (AOTInductor: a "
                  "C++ compiler and 10-35 s per model, cached), 'python' (neither); 'auto': TorchScript where "
-                 "torch has it, moved to AOTInductor after 30 transitions where the run is long enough to pay "
+                 "torch has it, moved to AOTInductor after 10 or 30 transitions where the run is long enough to pay "
                  "for the compile", choices=COMPILERS),
     EngineOption("guide", "choice", {"svi": None},
                  "'normal', 'mvn', 'delta' or a guide callable; None: the model's own guide, else 'normal'",
