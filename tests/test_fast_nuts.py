@@ -648,7 +648,7 @@ def test_the_rule_expects_shorter_trees_after_the_first_metric_window():
     transitions 16-30: the centred eight schools (135 operations, 119 leaves; 22-24 after) does not pay
     (it did without the discount, for 22 s against a fit of 4-8 s), the horseshoe (188, 996) does,
     factor analysis as `ppl demo` runs it (266, 298; 300 warm-up) does, and so does the HMM (1,746, 76; 38
-    after) since its kernels compile scalar (31-33 s instead of 57-81: `compile.AOT_INDUCTOR_CONFIGS`); with
+    after) since its kernels compile scalar (32 s instead of 56-81: `compile.AOT_INDUCTOR_CONFIGS`); with
     the vectorised kernels' compile it did not, as its first fit measured (123 s compiled against 107-126 s).
 
     Judged at 10 (rates over transitions 6-10) only a saving of 4 times the compile counts: the horseshoe

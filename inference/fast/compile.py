@@ -61,8 +61,8 @@ COMPILERS = ("auto", "torchscript", "inductor", "python")
 # kernels, no SIMD. A leaf step's tensors hold a few chains times a few dimensions, too short for vector
 # loops, and Inductor writes each fused kernel twice (vectorised, with a scalar tail) and compiles both.
 # Measured on the corpus's leaf steps (benchmarks/aot_configs.py), scalar against vectorised: the HMM's
-# compile 31 s against 57 and its call 128 us against 160; the mixture's 11.5 s against 14.7, 20 us
-# against 25; the horseshoe's call 24 us against 28-34.
+# compile 32 s against 56 and its call 129 us against 160; the mixture's 12.1 s against 16.2, 22 us
+# against 27; the horseshoe's 10.3 s against 11.9, 25 us against 31.
 AOT_INDUCTOR_CONFIGS = {"cpp.simdlen": 1}
 
 # ``"auto"`` starts with TorchScript and moves the NUTS leaf step to AOTInductor where the compile pays for
@@ -71,7 +71,7 @@ AOT_INDUCTOR_CONFIGS = {"cpp.simdlen": 1}
 TORCHSCRIPT_US_PER_OPERATION = 1.7    # a leaf step under TorchScript: 1.5-1.8 microseconds per operation
 AOT_US_PER_CALL = 25.0                # under AOTInductor: 35-145 microseconds, about 25 + 0.07 per operation,
 AOT_US_PER_OPERATION = 0.07           # the tree's Python around it included
-AOT_COMPILE_S = 8.0                   # compiling it: 10 s, 12 s and 33 s, about 8 s + 15 ms per operation
+AOT_COMPILE_S = 8.0                   # compiling it: 10 s, 12 s and 32 s, about 8 s + 15 ms per operation
 AOT_COMPILE_S_PER_OPERATION = 0.015   # (once per machine, Inductor's first compile adds about 20 s)
 
 
