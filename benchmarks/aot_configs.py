@@ -1,11 +1,11 @@
 """AOTInductor's C++ kernels vectorised (Inductor's default) against scalar (``cpp.simdlen=1``, what
-`inference.fast.compile.AOT_INDUCTOR_CONFIGS` asks for): the compile's wall time and one call of the
+`inference.fast.AOT_INDUCTOR_CONFIGS` asks for): the compile's wall time and one call of the
 compiled NUTS leaf step, on the leaf steps of corpus programs, side by side in one run.
 
 A leaf step for 4 chains works on tensors of a few chains times a few dimensions: too short for vector
 loops, while Inductor writes (and the C++ compiler compiles) each fused kernel twice, vectorised with a
-scalar tail. Per program, one process records the leaf step's graph (the first graph the fast backend
-hands its compile seam, `inference.fast.compile.compile_graph`, during a short fit); then each
+scalar tail. Per program, one process records the leaf step's graph as the fast backend hands it to its
+compiler (`inference.fast.leaf_step_graph`); then each
 configuration compiles it in a process of its own with an empty package cache (Inductor's own cache of
 its CPU checks and precompiled headers is warm, as on any machine after its first compile). Columns: the
 compile (``torch.export`` and ``aoti_compile_and_package``), the median call of the loaded package on the
@@ -34,22 +34,14 @@ def record(program: str, path: str) -> int:
     """Save the leaf-step graph of `program` and its example inputs to `path`; returns its operations."""
     import torch
 
-    import inference.fast.tree as tree
     from benchmarks.corpus import PROGRAMS as CORPUS
-    from inference import fit
+    from inference.fast import leaf_step_graph
+    from inference.structure import inspect_model
+    from ppl_models.data import plain_data
 
-    seen = []
-    seam = tree.compile_graph
-
-    def spy(graph, example, compiler):
-        if not seen:
-            seen.append((graph, tuple(t.clone() for t in example)))
-        return seam(graph, example, compiler)
-
-    tree.compile_graph = spy
-    fit(CORPUS[program].model, CORPUS[program].data(seed=0), method="nuts", num_chains=4, num_warmup=5,
-        num_samples=5, seed=0, compiler="torchscript", progress=False)
-    graph, example = seen[0]
+    model = CORPUS[program].model
+    data = plain_data(model, CORPUS[program].data(seed=0))
+    graph, example = leaf_step_graph(model, data, inspect_model(model, data))
     torch.save({"graph": graph, "example": example}, path)
     return sum(node.op == "call_function" for node in graph.graph.nodes)
 
@@ -58,16 +50,15 @@ def measure(path: str, config: str) -> dict:
     """Compile the recorded graph at `path` with `config` (a name of `CONFIGS`) and time it."""
     import torch
 
-    import inference.fast.compile as seam
+    from inference.fast import compile_graph
 
     torch.set_num_threads(1)
     saved = torch.load(path, weights_only=False)
     graph, example = saved["graph"], tuple(t.contiguous() for t in saved["example"])
     graph.recompile()
     want = graph(*example)
-    seam.AOT_INDUCTOR_CONFIGS = dict(CONFIGS[config])
     start = time.perf_counter()
-    compiled = seam.compile_graph(graph, example, "inductor")
+    compiled = compile_graph(graph, example, "inductor", inductor_configs=CONFIGS[config])
     seconds = time.perf_counter() - start
     got = compiled(*example)
     error = max(float((a.double() - b.double()).abs().max()) for a, b in zip(got, want) if a.is_floating_point())

@@ -679,10 +679,26 @@ def test_the_rule_expects_shorter_trees_after_the_first_metric_window():
     assert not any(pays(*sizes, early) for sizes in [(266, 29), (1746, 47), (135, 140)])
 
 
+def test_the_leaf_step_graph_is_what_the_backend_compiles():
+    """`leaf_step_graph` hands out the recorded leaf step, with inputs of its shapes; compiled by the seam it
+    gives what the graph gives (the coin: 4 chains)."""
+    from inference.fast import compile_graph, leaf_step_graph
+    from inference.structure import inspect_model
+    from ppl_models.registry import resolve
+
+    spec, model, _ = resolve("coin")
+    data = spec.validate(COIN)
+    graph, example = leaf_step_graph(model, data, inspect_model(model, data))
+    assert example[0].shape == (4, 1) and sum(n.op == "call_function" for n in graph.graph.nodes) > 50
+    want = graph(*example)
+    got = compile_graph(graph, example, "torchscript")(*example)
+    assert len(got) == len(want) and all(torch.equal(a, b) for a, b in zip(got, want))
+
+
 def test_an_inductor_that_fails_leaves_torchscript_and_says_why(monkeypatch):
     import inference.fast.compile as compile_seam
 
-    def no_compiler(graph, example):
+    def no_compiler(graph, example, configs):
         raise RuntimeError("no C++ compiler found")
 
     monkeypatch.setattr(compile_seam, "_ahead_of_time", no_compiler)

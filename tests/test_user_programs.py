@@ -204,8 +204,8 @@ def test_eight_schools_matches_stans_reference_draws(shared_data):
     moments, ess = {}, []
     for name in samples:
         ref = reference[name].astype(float)
-        moments[name] = (ref.mean(), ref.std(), float(az.mcse(ref)))
-        ess.append(float(az.ess(ref)))
+        moments[name] = (ref.mean(), ref.std(), float(np.squeeze(az.mcse(ref))))  # (a 1-element array)
+        ess.append(float(np.squeeze(az.ess(ref))))
     check = _moments_agree(samples, moments, min(ess), "Stan's reference draws (posteriordb)")
     assert check.passed, check.text
     wrong = _moments_agree(samples, _shifted(moments, 0.5), min(ess), "Stan's reference draws, moved")

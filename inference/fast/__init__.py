@@ -1,7 +1,8 @@
 """The fast MCMC backend, sealed: every chain of NUTS or HMC advanced as one batch on a compiled potential.
 
-The rest of the suite calls `run_fast_mcmc` (and reads the names below); nothing outside this package uses
-its modules' private names. Inside, one job per module:
+The rest of the suite calls `run_fast_mcmc` (and reads the names below; `leaf_step_graph` and
+`compile_graph` let a benchmark compile the NUTS leaf step itself); nothing outside this package uses its
+modules' private names. Inside, one job per module:
 
 - `potential`: the model's potential energy and gradient at a batch of flat unconstrained points, the
   chain dimension added by vectorising one chain's recorded potential (or, where it is measured faster, by
@@ -17,11 +18,12 @@ its modules' private names. Inside, one job per module:
 - `driver`: starting points, the warm start, the metric choice, and the run itself.
 """
 
-from .compile import COMPILERS
+from .compile import AOT_INDUCTOR_CONFIGS, COMPILERS, compile_graph
 from .driver import (ADAPTATIONS, AHEAD_OF_TIME_JUDGEMENTS, DENSE_MAX_DIM, DENSE_MIN_CONDITION, Judgement,
-                     NoStartingPoint, NotBatchable, one_thread, run_fast_mcmc)
+                     NoStartingPoint, NotBatchable, leaf_step_graph, one_thread, run_fast_mcmc)
 from .graph_passes import record
 from .potential import BATCHINGS, Potential
 
 __all__ = ["run_fast_mcmc", "NotBatchable", "NoStartingPoint", "one_thread", "Potential", "BATCHINGS", "COMPILERS",
-           "ADAPTATIONS", "AHEAD_OF_TIME_JUDGEMENTS", "Judgement", "DENSE_MAX_DIM", "DENSE_MIN_CONDITION", "record"]
+           "ADAPTATIONS", "AHEAD_OF_TIME_JUDGEMENTS", "Judgement", "DENSE_MAX_DIM", "DENSE_MIN_CONDITION", "record",
+           "leaf_step_graph", "compile_graph", "AOT_INDUCTOR_CONFIGS"]

@@ -103,14 +103,16 @@ def resolve(name: str) -> str:
     return name
 
 
-def compile_graph(graph: fx.GraphModule, example: tuple, compiler: str) -> Callable:
-    """`graph` (a simplified FX graph of tensor operations) as a callable of the same inputs."""
+def compile_graph(graph: fx.GraphModule, example: tuple, compiler: str,
+                  inductor_configs: dict | None = None) -> Callable:
+    """`graph` (a simplified FX graph of tensor operations) as a callable of the same inputs.
+    `inductor_configs` are AOTInductor's settings (``"inductor"`` only; default `AOT_INDUCTOR_CONFIGS`)."""
     implementation = resolve(compiler)
     if implementation == "python":
         graph.recompile()
         return graph
     if implementation == "inductor":
-        return _ahead_of_time(graph, example)
+        return _ahead_of_time(graph, example, AOT_INDUCTOR_CONFIGS if inductor_configs is None else inductor_configs)
     with warnings.catch_warnings():  # (the deprecation notice of torch.jit, and tracer warnings)
         warnings.simplefilter("ignore")
         return torch.jit.trace(graph, tuple(t.clone() for t in example), check_trace=False)
@@ -158,8 +160,9 @@ def _quiet_loggers(*names: str) -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _ahead_of_time(graph: fx.GraphModule, example: tuple) -> Packaged:
-    """`graph` compiled by AOTInductor at the shapes of `example`, through the on-disk package cache."""
+def _ahead_of_time(graph: fx.GraphModule, example: tuple, configs: dict) -> Packaged:
+    """`graph` compiled by AOTInductor (with Inductor's settings `configs`) at the shapes of `example`, through
+    the on-disk package cache."""
     from torch._inductor import aoti_compile_and_package, aoti_load_package  # (AOTInductor's documented API)
 
     from .package_cache import cached_package, fingerprint
@@ -172,7 +175,7 @@ def _ahead_of_time(graph: fx.GraphModule, example: tuple) -> Packaged:
                                                        "torch._dynamo", "torch.fx"):
             warnings.simplefilter("ignore")
             program = torch.export.export(graph, example)
-            aoti_compile_and_package(program, package_path=str(path), inductor_configs=dict(AOT_INDUCTOR_CONFIGS))
+            aoti_compile_and_package(program, package_path=str(path), inductor_configs=dict(configs))
 
     def load(path):
         # scalar kernels record no vector instruction set, which the loader reports as a mismatch with this
@@ -180,5 +183,4 @@ def _ahead_of_time(graph: fx.GraphModule, example: tuple) -> Packaged:
         with _quiet_loggers("torch.export"):
             return Packaged(aoti_load_package(str(path)))
 
-    return cached_package(fingerprint(graph, example, "aoti", repr(sorted(AOT_INDUCTOR_CONFIGS.items()))), build,
-                          load)
+    return cached_package(fingerprint(graph, example, "aoti", repr(sorted(configs.items()))), build, load)

@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from typing import Callable
 
 import numpy as np
 import torch
+import torch.fx as fx
 
 from ppl_models.errors import one_line
 
 from .adaptation import ADAPTATIONS, pooling
-from .sampler import AHEAD_OF_TIME_JUDGEMENTS, Judgement, run_chains
+from .graph_passes import checks_as_output, has_checks
+from .sampler import AHEAD_OF_TIME_JUDGEMENTS, Judgement, probe_state, run_chains
+from .tree import CompiledLeaf, Leaf
 from .potential import NotBatchable, Potential, is_numerical_failure
 from ..structure import ModelStructure
 from ..warm_start import laplace
 
-__all__ = ["run_fast_mcmc", "NotBatchable", "NoStartingPoint", "ADAPTATIONS", "AHEAD_OF_TIME_JUDGEMENTS", "Judgement",
+__all__ = ["run_fast_mcmc", "leaf_step_graph", "NotBatchable", "NoStartingPoint", "ADAPTATIONS", "AHEAD_OF_TIME_JUDGEMENTS", "Judgement",
            "DENSE_MAX_DIM",
            "DENSE_MIN_CONDITION"]
 
@@ -113,6 +117,29 @@ def run_fast_mcmc(model: Callable, data: dict, structure: ModelStructure, *, met
                     full_mass=full_mass, step_size=step_size, trajectory_length=trajectory_length,
                     progress=progress, compile=compile, warm_start=warm_start, adaptation=adaptation,
                     batching=batching, compiler=compiler, judgements=judgements)
+
+
+def leaf_step_graph(model: Callable, data: dict, structure: ModelStructure, *, num_chains: int = 4, seed: int = 0,
+                    max_tree_depth: int = 10) -> tuple[fx.GraphModule, tuple]:
+    """The NUTS leaf step of `model` on `data` for `num_chains` chains as the fast backend hands it to its
+    compiler: a graph of ATen operations, and inputs of the shapes it was recorded at (the chains' random
+    starting points, a diagonal metric). `compile_graph` compiles it (benchmarks/aot_configs.py compares
+    AOTInductor's settings on it); ``graph.graph.print_tabular()`` lists its operations.
+
+    >>> from inference.structure import inspect_model
+    >>> graph, example = leaf_step_graph(model, data, inspect_model(model, data))  # doctest: +SKIP
+    """
+    generator = torch.Generator().manual_seed(int(seed))
+    potential = Potential(model, data, structure, num_chains, compile=True, batching="auto", compiler="torchscript")
+    z0 = _initial_points(potential, num_chains, generator)
+    potential.prepare(z0)
+    U, grad = potential.value_and_grad(z0)
+    leaf = Leaf(potential.eager, robust=potential.value_and_grad, is_failure=is_numerical_failure)
+    example = probe_state(z0, U, grad, torch.ones_like(z0), generator, max(max_tree_depth, 1))
+    with warnings.catch_warnings():  # (tracer warnings, as when the backend records it)
+        warnings.simplefilter("ignore")
+        graph = leaf.record(example)
+    return (checks_as_output(graph) if has_checks(graph) else graph), tuple(CompiledLeaf.flatten(*example))
 
 
 @contextlib.contextmanager

@@ -38,6 +38,7 @@ import warnings
 from typing import Callable
 
 import torch
+import torch.fx as fx
 
 from ppl_models.errors import one_line
 
@@ -324,6 +325,12 @@ class Leaf:
                 break
         return LeafState(*flat[:n_state])
 
+    def record(self, example: tuple[LeafState, SubtreeConstants, LeafInput]) -> fx.GraphModule:
+        """`eager` recorded at the shapes of `example` and simplified: a graph of ATen operations whose inputs
+        are `CompiledLeaf.flatten`'s tensors, what `compile` hands the compiler."""
+        first = tuple(t.clone() for t in CompiledLeaf.flatten(*example))
+        return simplify(record(CompiledLeaf.flat_function(self.eager), *first))
+
     def compile(self, examples: list[tuple[LeafState, SubtreeConstants, LeafInput]],
                 compiler: str | None = None) -> bool:
         """Record and compile `eager` at the shapes of ``examples[0]`` (with `compiler`, by default the
@@ -333,8 +340,7 @@ class Leaf:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                first = tuple(t.clone() for t in CompiledLeaf.flatten(*examples[0]))
-                graph = simplify(record(CompiledLeaf.flat_function(self.eager), *first))
+                graph = self.record(examples[0])
                 operations = sum(node.op == "call_function" for node in graph.graph.nodes)
                 checked = has_checks(graph)
                 if checked:  # a Cholesky factor's error check, which tracing would drop: as a flag instead
