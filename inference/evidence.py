@@ -248,6 +248,7 @@ def _confirm_support(model: Callable, data: dict, name: str, field: str, site: d
     a latent value, like Uniform(0, theta), is not violated by one unlucky draw)."""
     varies = False
     count = 1
+    supports = {repr(site["fn"].support)}
     for trace in _prior_traces(model, data, PRIOR_DRAWS):
         other = trace.nodes.get(name)
         if other is None:
@@ -257,8 +258,11 @@ def _confirm_support(model: Callable, data: dict, name: str, field: str, site: d
         if again is None or not bool(again.any()):
             return
         varies = varies or again.shape != bad.shape or not torch.equal(again, bad)
+        supports.add(repr(other["fn"].support))
     what = f"{_first_bad(site['value'], bad)} is outside the support of the {_dist_name(site['fn'])} at site {name!r}"
-    if varies or _support_moves(site["fn"]):  # the support moves with the latent values
+    # the support moves with the latent values (Uniform(0, theta)); a Categorical's is computed from its
+    # parameters too, but from their shape (the number of categories), the same at every draw
+    if varies or (_support_moves(site["fn"]) and len(supports) > 1):
         raise ZeroProbability(field, f"no starting point found: {what} at each of {count} prior draws tried, so the "
                               "data are impossible or nearly so under the prior; check the data, or widen the prior")
     what += f" ({_support_text(site['fn'].support)})"

@@ -84,6 +84,30 @@ def test_an_observation_outside_the_support_is_named(method):
         fit(bernoulli_model, {"y": y}, method=method, progress=False, **FAST[method])
 
 
+def test_a_category_beyond_the_last_is_named_without_blaming_the_prior():
+    """A Categorical's support is computed from its parameters, but from their shape (the number of
+    categories), so no prior draw can make a state 4 of 4 possible: the message said "no starting point
+    found ... widen the prior" (a new user's trial, the enumeration tutorial's HMM with a state out of range)."""
+    def categorical_model(y=None):
+        probs = pyro.sample("probs", dist.Dirichlet(torch.ones(4)))
+        with pyro.plate("N", len(y)):
+            pyro.sample("y", dist.Categorical(probs), obs=y)
+
+    with pytest.raises(InputError, match=r"^y: the data have probability zero under the model: 4 \(first at index 2\) "
+                                         r"is outside the support of the Categorical at site 'y' \(.*3.*\)$"):
+        fit(categorical_model, {"y": torch.tensor([0, 3, 4])}, method="nuts", progress=False, **FAST["nuts"])
+
+
+def test_a_support_that_moves_with_a_latent_still_blames_the_draws():
+    def uniform_model(y=None):
+        theta = pyro.sample("theta", dist.Gamma(2.0, 1.0))
+        with pyro.plate("N", len(y)):
+            pyro.sample("y", dist.Uniform(0.0, theta), obs=y)
+
+    with pytest.raises(InputError, match=r"^y: no starting point found: .* widen the prior$"):
+        fit(uniform_model, {"y": torch.tensor([1.0, 1e6])}, method="nuts", progress=False, **FAST["nuts"])
+
+
 @pytest.mark.parametrize("method", ["nuts", "map"])
 def test_a_beta_observation_of_1_5_is_named(method):
     with pytest.raises(InputError, match=r"^y: .*1\.5 \(first at index 1\) is outside the support of the Beta"):
