@@ -90,6 +90,25 @@ def test_other_factorizations():
     assert g.factorization() == "p(flips, p) = p(p) prod_i p(flips_i | p)"
 
 
+def test_sibling_plates_in_one_plate_read_by_the_documented_rule():
+    """Two plates side by side inside a third (a new user's program): by docs/plates.md's rule a product
+    covers the factor right after it, or its bracket, and the last one runs to the end, so the product
+    over k covers p(theta_dk) alone and the one over d everything after it."""
+    import pyro
+    import pyro.distributions as dist
+
+    def model(x):
+        with pyro.plate("D", 3, dim=-2):
+            with pyro.plate("K", 4, dim=-1):
+                theta = pyro.sample("theta", dist.Normal(0.0, 1.0))
+            with pyro.plate("N", 6, dim=-1):
+                pyro.sample("x", dist.Normal(theta.sum(-1, keepdim=True), 1.0), obs=x)
+
+    g = plates.graph(model, {"x": torch.zeros(3, 6)})
+    assert g.factorization() == "p(x, theta) = prod_d prod_k p(theta_dk) prod_i p(x_di | theta_d)"
+    assert each_factor_inside_its_products(g.factorization())
+
+
 @pytest.mark.parametrize("network", [S.SPRINKLER, S.ASIA], ids=["sprinkler", "asia"])
 def test_bayes_net_factorization_is_the_chain_rule_of_the_dag(network):
     g = plates.graph(S.bayes_net_program(network))
