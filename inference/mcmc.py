@@ -142,6 +142,9 @@ def run_mcmc(
             notes.append(f"fast backend unavailable ({exc}): ran Pyro's {method.upper()} kernels instead")
         except NotBatchable as exc:
             notes.append(f"fast backend unavailable ({exc}): ran Pyro's {method.upper()} kernels instead")
+    else:
+        notes.append(f"Pyro backend: Pyro's {method.upper()} kernels, {num_chains} chain"
+                     f"{'s one after another' if num_chains > 1 else ''}")
     from .fast import one_thread
 
     with one_thread():

@@ -154,9 +154,12 @@ def test_seed_outside_numpy_range_or_not_whole_is_refused(tripwire, seed):
 
 
 def test_the_largest_seed_runs_on_every_backend():
+    """... and the notes say which ran (Pyro's kernels said nothing, a new user's trial found)."""
     for backend in ("fast", "pyro"):
         post = fit("coin", seed=2**32 - 1, backend=backend, **QUICK)
         assert post.samples["p"].shape == (1, 30)
+        assert any(n.startswith(f"{backend} backend") or n.startswith(f"{backend.capitalize()} backend")
+                   for n in post.notes), post.notes
 
 
 def test_progress_must_be_a_bool(tripwire):
