@@ -27,9 +27,8 @@ from .potential import NotBatchable, Potential, is_numerical_failure
 from ..structure import ModelStructure
 from ..warm_start import laplace
 
-__all__ = ["run_fast_mcmc", "leaf_step_graph", "NotBatchable", "NoStartingPoint", "ADAPTATIONS", "AHEAD_OF_TIME_JUDGEMENTS", "Judgement",
-           "DENSE_MAX_DIM",
-           "DENSE_MIN_CONDITION"]
+__all__ = ["run_fast_mcmc", "leaf_step_graph", "NotBatchable", "NoStartingPoint", "ADAPTATIONS",
+           "AHEAD_OF_TIME_JUDGEMENTS", "Judgement", "DENSE_MAX_DIM", "DENSE_MIN_CONDITION"]
 
 # ``full_mass=None`` (the default) adapts a dense mass matrix up to this many unconstrained dimensions and
 # a diagonal one above. Measured (benchmarks/README.md, both warm-started): on the correlated regression

@@ -40,8 +40,8 @@ class Judgement(NamedTuple):
 #   judges").
 # - At 10, a saving of 4 times the compile or more: the early trees can be long and short-lived (the
 #   Gaussian mixture's predict 2.6-2.9x on two seeds of four, for a fit shorter than the compile), while
-#   the horseshoe's predict 7.1-8.0x (three seeds) and compiling it 20 transitions earlier saves some 5 s
-#   of a fit and of a refit.
+#   the horseshoe's predict 7.1-8.0x (three seeds); compiling it 20 transitions earlier took 2-2.5 s off
+#   its fit and its refit (27.9 -> 26.0 s, 17.5 -> 15.0 s: benchmarks/README.md, "Judging at transition 10").
 AHEAD_OF_TIME_JUDGEMENTS = (Judgement(at=10, margin=4.0), Judgement(at=30, margin=1.0))
 # ... and expects the trees after the warm-up's first metric window to be this many times shorter than
 # those: the batch's longest trajectory over transitions 16-30 against its mean after transition 100 was
