@@ -75,8 +75,10 @@ def measure(path: str, config: str) -> dict:
 
 
 def child(*args: str) -> dict:
-    env = dict(os.environ, PPL_CACHE_DIR=tempfile.mkdtemp(prefix="ppl-aot-configs-"))
-    out = subprocess.run([sys.executable, __file__, "--child", *args], env=env, capture_output=True, text=True)
+    """`main`'s `--child` in a process of its own, with an empty package cache removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="ppl-aot-configs-") as cache:
+        out = subprocess.run([sys.executable, __file__, "--child", *args], env=dict(os.environ, PPL_CACHE_DIR=cache),
+                             capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"{args[0]}: {out.stderr.strip().splitlines()[-1]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -97,12 +99,13 @@ def main(argv=None) -> None:
           "| max difference from eager |")
     print("|---|---|---|---|---|---|---|---|")
     for program in args.programs:
-        path = os.path.join(tempfile.mkdtemp(prefix="ppl-aot-graph-"), f"{program}.pt")
-        operations = child("record", program, path)["operations"]
         runs = {config: [] for config in CONFIGS}
-        for _ in range(args.repeats):
-            for config in CONFIGS:
-                runs[config].append(child("measure", path, config))
+        with tempfile.TemporaryDirectory(prefix="ppl-aot-graph-") as folder:
+            path = os.path.join(folder, f"{program}.pt")
+            operations = child("record", program, path)["operations"]
+            for _ in range(args.repeats):
+                for config in CONFIGS:
+                    runs[config].append(child("measure", path, config))
         base = {k: statistics.median(r[k] for r in runs[next(iter(CONFIGS))]) for k in ("compile_s", "call_us")}
         for config, results in runs.items():
             compile_s = statistics.median(r["compile_s"] for r in results)

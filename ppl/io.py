@@ -73,7 +73,6 @@ def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-
 def _first_line(exc: BaseException) -> str:
     """`ppl_models.errors.first_line`, imported when needed: importing `ppl_models` imports torch, and the
     command line imports this module before it installs its signal handlers."""
