@@ -113,6 +113,43 @@ def _per_site(table: pd.DataFrame, column: str, flagged: pd.Series, limit: str, 
     return lines
 
 
+def _stuck_chains(samples: dict[str, np.ndarray]) -> list[str]:
+    """One line per site with values that each chain kept throughout while the chains disagree: the
+    chains never moved between modes (an enumerated assignment, a label each chain settled on). R-hat has
+    no value there (no within-chain variance: the summary prints it blank), so the rule on R-hat alone
+    would pass them in silence.
+
+        >>> z = np.zeros((4, 100, 3)); z[1, :, 0] = z[3, :, 0] = 1
+        >>> _stuck_chains({"z": z})  # doctest: +NORMALIZE_WHITESPACE
+        ['z[0]: each chain kept one value throughout (0, 1, 0, 1 in chains 0-3), and the chains disagree:
+          they did not mix; run longer or check for multiple modes']
+    """
+    lines = []
+    for name, draws in samples.items():
+        draws = np.asarray(draws)
+        if draws.ndim < 2 or draws.shape[0] < 2 or draws.shape[1] < 2:
+            continue
+        flat = draws.reshape(draws.shape[0], draws.shape[1], -1)
+        first = flat[:, :1]
+        kept = np.all(flat == first, axis=1)  # (chain, value): the chain's draws never changed
+        disagree = np.any(first[:, 0] != first[:1, 0], axis=0)
+        stuck = np.flatnonzero(np.all(kept, axis=0) & disagree)
+        if not len(stuck):
+            continue
+        worst = int(stuck[0])
+        index = np.unravel_index(worst, draws.shape[2:]) if draws.ndim > 2 else ()
+        label = f"{name}[{', '.join(str(int(i)) for i in index)}]" if index else name
+        held = ", ".join(_value_label(v.item()) for v in first[:, 0, worst])
+        chains = f"chains 0-{draws.shape[0] - 1}"
+        advice = "the chains disagree: they did not mix; run longer or check for multiple modes"
+        if len(stuck) == 1:
+            lines.append(f"{label}: each chain kept one value throughout ({held} in {chains}), and {advice}")
+        else:
+            lines.append(f"{name}: each chain kept one value throughout in {len(stuck)} of {flat.shape[2]} values, "
+                         f"first {label} ({held} in {chains}), and {advice}")
+    return lines
+
+
 def _site_of(row: str) -> str:
     """The site a summary row belongs to: ``W`` for ``W[2, 1]``, ``P(x)`` for a discrete site's state row
     ``P(x[0, 3]=1)``."""
@@ -525,8 +562,8 @@ class Posterior:
         return {k for k in self.structure.enumerated if np.size(self.samples[k][0, 0]) > 8}
 
     def problems(self) -> list[str]:
-        """What is wrong with the run, in words: R-hat above 1.01, bulk ESS below 100 per chain,
-        divergences (MCMC); an optimisation stopped by its budget while its loss was still falling, or
+        """What is wrong with the run, in words: R-hat above 1.01, chains each stuck at a value of their own
+        (where R-hat has no value), bulk ESS below 100 per chain, divergences (MCMC); an optimisation stopped by its budget while its loss was still falling, or
         away from its optimum, and a Pareto k above 0.5 (SVI, MAP). An empty list means the diagnostics
         found nothing to flag."""
         found = []
@@ -554,6 +591,7 @@ class Posterior:
                 found += _per_site(table, "r_hat", table["r_hat"] > RHAT_LIMIT, f"> {RHAT_LIMIT}",
                                    f"above {RHAT_LIMIT}", "{:.3f}", "chains disagree; run longer or check for "
                                    "multiple modes")
+                found += _stuck_chains(self.samples)
             limit = ESS_PER_CHAIN * self.num_chains
             found += _per_site(table, "ess_bulk", table["ess_bulk"] < limit, f"< {limit} ({ESS_PER_CHAIN} per chain)",
                                f"below {limit} ({ESS_PER_CHAIN} per chain)", "{:.0f}", "too few effective draws")
@@ -607,7 +645,7 @@ def _value_label(value: Any) -> str:
 #   R-hat and ESS of draws that never vary (the unit diagonal of a correlation matrix), the R-hat of draws
 #   constant within each chain (an enumerated assignment each chain keeps: "invalid value encountered in
 #   sqrt", once per value). The cell is NaN, which the report prints blank; chains stuck at different values
-#   are flagged by their ESS.
+#   get a problem line of their own (`_stuck_chains`).
 _LOG_DENSITY_GROUPS = ("log_likelihood", "log_prior")  # one value per draw and site element, no event dims
 _MORE_CHAINS = r"More chains \(\d+\) than draws \(\d+\)"
 _NO_STATISTIC = r"(Degrees of freedom <= 0 for slice|invalid value encountered in (scalar )?(divide|sqrt))"

@@ -95,7 +95,9 @@ def graph(model: Any, data: Mapping[str, Any] | None = None, **options: Any) -> 
         raise PlateError("data", f"the model cannot run on this data: {one_line(exc)}") from exc
     if not x.sites:
         raise PlateError("model", "has no sample sites to draw")
-    plate_index = {**default_indices(list(x.plates), plate_index), **plate_index}
+    names = [*x.sites, *x.params, *x.data_values, *x.hyper_values]
+    one_letter = {label for label in (_label(n, labels) for n in names) if len(label) == 1}
+    plate_index = {**default_indices(list(x.plates), plate_index, one_letter), **plate_index}
     G = _model_graph(x, spec, kwargs, labels, plate_index)
     G = fold_chains(G, {n for n, site in x.sites.items() if site.markov}, lambda n: _label(n, labels),
                     lambda p: index_letter(p, plate_index))
@@ -215,10 +217,25 @@ def _describe_args(site, x: Extraction, G: nx.DiGraph) -> list[tuple]:
             out.append((arg.name, "call", modules[0], tuple(n for n in nodes if n != modules[0])))
         elif discrete and len(nodes) - len(discrete) == 1:
             (cont,) = [n for n in nodes if n not in discrete]
-            out.append((arg.name, "sub", cont, tuple(discrete)))
+            out.append((arg.name, "sub", cont, _in_index_order(cont, discrete, x)))
         else:
             out.append((arg.name, "f", tuple(nodes)))
     return out
+
+
+def _in_index_order(table: str, indices: list[str], x: Extraction) -> tuple[str, ...]:
+    """The discrete sites that pick an entry of `table` in the order they index it: ``p[x, y]`` and
+    ``Vindex(p)[..., x, y, :]`` read p_xy, and ``p[x][y]`` too (a later indexing comes after), whichever
+    of x and y the program drew first. Sites no recorded indexing places keep program order, after."""
+    place = {}
+    for run, (base, positions) in enumerate(x.indexings):
+        if not any(_source_node(t, x) == (table, kind) for t in base for kind in ("site", "parameter")):
+            continue
+        for position, tags in enumerate(positions):
+            for node in indices:
+                if node in tags:
+                    place.setdefault(node, (run, position))
+    return tuple(sorted(indices, key=lambda n: place.get(n, (len(x.indexings), 0))))
 
 
 def _order(tag: str, x: Extraction, G: nx.DiGraph) -> tuple:

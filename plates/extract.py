@@ -74,6 +74,9 @@ class Extraction:
     hyper_values: dict[str, Any] = field(default_factory=dict)  # hyperparameter key -> value
     data_values: dict[str, Any] = field(default_factory=dict)  # data key -> tensor
     control: frozenset = frozenset()  # tags that reached a site's scale or mask
+    # each indexing of a tagged tensor by tagged indices, in run order: (the table's tags, the tags of
+    # each index in its position), so ``Vindex(p)[..., x, y, :]`` reads p_xy whichever of x, y came first
+    indexings: list[tuple[frozenset, tuple[frozenset, ...]]] = field(default_factory=list)
 
 
 def param_group(name: str) -> str:
@@ -256,10 +259,16 @@ def _detach_keeping_sizes(value: Any) -> Any:
     return tree_map(lambda v: v._t if isinstance(v, ProvenanceTensor) else v, value, is_leaf=_is_size)
 
 
-def _torch_function(cls, func, types, args=(), kwargs=None):
+def _torch_function(cls, func, types, args=(), kwargs=None, indexings: list | None = None):
     """`ProvenanceTensor.__torch_function__`, except that shape-only functions ignore their template and
-    sizes stay `torch.Size` both ways (``x.shape`` is a `torch.Size`, not a tuple)."""
+    sizes stay `torch.Size` both ways (``x.shape`` is a `torch.Size`, not a tuple); an indexing by tagged
+    indices is recorded in `indexings` (see `Extraction.indexings`)."""
     kwargs = kwargs or {}
+    if func is torch.Tensor.__getitem__ and indexings is not None and len(args) == 2:
+        index = args[1] if isinstance(args[1], tuple) else (args[1],)
+        tags = tuple(get_provenance(i) for i in index)
+        if any(tags):
+            indexings.append((get_provenance(args[0]), tags))
     _args, _kwargs = _detach_keeping_sizes([args, kwargs])
     ret = func(*_args, **_kwargs)
     if _is_size(ret):
@@ -270,9 +279,9 @@ def _torch_function(cls, func, types, args=(), kwargs=None):
 
 
 @contextlib.contextmanager
-def _shape_only_functions():
+def _shape_only_functions(indexings: list):
     original = ProvenanceTensor.__dict__["__torch_function__"]
-    ProvenanceTensor.__torch_function__ = classmethod(_torch_function)
+    ProvenanceTensor.__torch_function__ = classmethod(functools.partial(_torch_function, indexings=indexings))
     try:
         yield
     finally:
@@ -289,7 +298,7 @@ def _run(model: Callable, kwargs: dict, x: Extraction, seed: int):
             stack.enter_context(pyro.validation_enabled(False))
             stack.enter_context(pyro.get_param_store().scope())
             stack.enter_context(_record_constructor_args())
-            stack.enter_context(_shape_only_functions())
+            stack.enter_context(_shape_only_functions(x.indexings))
             torch.manual_seed(seed)
             with tracker:
                 trace = poutine.trace(model).get_trace(**kwargs)

@@ -35,14 +35,20 @@ def index_letter(plate: str, overrides: dict | None = None) -> str:
     return DEFAULT_INDEX.get(plate, plate.lower())
 
 
-def default_indices(plates: list[str], given: dict | None = None) -> dict[str, str]:
+def default_indices(plates: list[str], given: dict | None = None, avoid: set[str] = frozenset()) -> dict[str, str]:
     """One index letter per plate a program names with a word (``sequences``, ``features``): its first
     letter, or the next free one of i, j, k, ... when another plate has it, so that the diagram reads
     ``s = 1..sequences (sequences = 4)`` and ``x_{s,t}``, as a textbook writes, not ``x_{sequences,t}``.
     Plates with a given or a standard letter (``N -> i``) keep theirs; t is kept for time (a sequence's
-    plate, `plates.markov`)."""
+    plate, `plates.markov`). Letters in `avoid` (the one-letter names of the program's variables) are not
+    used either: a plate ``z_plate`` around a site ``z`` is indexed ``i``, so that ``z_i`` is not ``z_z``.
+
+        >>> default_indices(["z_plate", "sequences"], avoid={"z"})
+        {'z_plate': 'i', 'sequences': 's'}
+    """
     given = dict(given or {})
     taken = {given.get(p) or DEFAULT_INDEX.get(p) for p in plates if p in given or p in DEFAULT_INDEX} | {"t"}
+    taken |= set(avoid)
     out = {}
     for p in plates:
         if p in given or p in DEFAULT_INDEX or len(p) == 1 or not p[0].isalpha():

@@ -293,18 +293,27 @@ def test_a_discrete_sites_state_rows_are_one_line_with_a_readable_worst_value():
 def test_draws_constant_within_each_chain_give_a_problem_line_and_no_warnings():
     """An enumerated assignment each chain keeps (a mixture whose chains settle in different labellings)
     has no within-chain variance: ArviZ's R-hat warned "invalid value encountered in sqrt" once per value,
-    a flood under the problem lines. The R-hat is NaN; the ESS says the draws are too few."""
+    a flood under the problem lines. The R-hat is NaN, which no "R-hat above" rule sees, so the stuck
+    chains get a line of their own; a value every chain holds alike (a certain assignment) gets none."""
     import warnings
 
     z = np.zeros((4, 200, 3), dtype=np.int64)
-    z[1] = z[3] = 1
+    z[1, :, :2] = z[3, :, :2] = 1  # z[2] is 0 in every chain: stuck alike, not a problem
     locs = np.random.default_rng(0).normal(size=(4, 200, 2))
     post = Posterior(samples={"z": z, "locs": locs}, method="nuts", settings={})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         problems = post.problems()
     assert [str(w.message) for w in caught] == []
+    assert ("z: each chain kept one value throughout in 2 of 3 values, first z[0] (0, 1, 0, 1 in chains 0-3), "
+            "and the chains disagree: they did not mix; run longer or check for multiple modes") in problems
     assert any(p.startswith("z: bulk ESS below 400") for p in problems), problems
+    assert not any("kept one value" in p for p in Posterior(samples={"z": z[[0, 2]]}, method="nuts",
+                                                                settings={}).problems())
+    z[1, 5, 0] = 0  # chain 1 moved once: no longer stuck throughout; its R-hat now has a value
+    one = [p for p in Posterior(samples={"z": z}, method="nuts", settings={}).problems() if "kept one" in p]
+    assert one == ["z[1]: each chain kept one value throughout (0, 1, 0, 1 in chains 0-3), and the chains "
+                   "disagree: they did not mix; run longer or check for multiple modes"], one
 
 
 def test_rhat_rule_reads_the_raw_value_not_arviz_rounding():

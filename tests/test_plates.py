@@ -410,3 +410,50 @@ def test_one_line_keeps_the_type_and_the_first_line_only():
                          "but found invalid values:\n-1.0")
     assert first_line(invalid).endswith("but found invalid values")
     assert first_line(ValueError("ratio 1:")) == "ratio 1:"  # (one line: nothing was left out)
+
+
+# --- Pyro's enumeration tutorial: a table picked by discrete sites (Vindex), a plate named after a site ---
+
+
+def _vindex_model(first: str):
+    """The enumeration tutorial's Vindex model as written there, except that `first` says which of x and y
+    is drawn first: the table is indexed ``[..., x, y, :]`` either way."""
+    from pyro.infer import config_enumerate
+    from pyro.ops.indexing import Vindex
+    from torch.distributions import constraints
+
+    @config_enumerate
+    def model():
+        p = pyro.param("p", torch.randn(5, 4, 3, 2).exp(), constraint=constraints.simplex)
+        draws = {}
+        for name, k in sorted({"x": 4, "y": 3}.items(), key=lambda kv: kv[0] != first):
+            draws[name] = pyro.sample(name, dist.Categorical(torch.ones(k)))
+        with pyro.plate("z_plate", 5):
+            p_xy = Vindex(p)[..., draws["x"], draws["y"], :]
+            pyro.sample("z", dist.Categorical(p_xy))
+
+    return model
+
+
+@pytest.mark.parametrize("first", ["x", "y"])
+def test_a_table_picked_by_discrete_sites_is_subscripted_in_indexing_order(first):
+    """``Vindex(p)[..., x, y, :]`` is p_xy whichever site the program draws first (it read p_yx when y came
+    first: the subscripts followed program order); the plate ``z_plate`` around the site z is indexed i, not
+    z (which read z_z)."""
+    g = plates.graph(_vindex_model(first))
+    G = g.networkx
+    assert G.nodes["z"]["distribution"] == "Categorical(p_xy)"
+    assert G.graph["plates"]["z_plate"]["index"] == "i"
+    assert "z_i" in g.factorization()
+    assert G.nodes["z"]["distribution"] != "Categorical(p_yx)"
+
+
+def test_a_table_indexed_twice_reads_in_the_order_of_its_indexings():
+    """``probs[y][x]`` picks a row by y, then an entry by x: probs_yx, though x is drawn first."""
+    def model():
+        probs = pyro.param("probs", torch.ones(3, 4, 2) / 2)
+        x = pyro.sample("x", dist.Categorical(torch.ones(4)), infer={"enumerate": "parallel"})
+        y = pyro.sample("y", dist.Categorical(torch.ones(3)), infer={"enumerate": "parallel"})
+        pyro.sample("w", dist.Categorical(probs[y][x]))
+
+    assert plates.graph(model).networkx.nodes["w"]["distribution"] == "Categorical(probs_yx)"
