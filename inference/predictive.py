@@ -21,7 +21,9 @@ import torch
 from pyro import poutine
 from pyro.infer import infer_discrete
 from pyro.ops import packed
+from opt_einsum import shared_intermediates
 from pyro.ops.einsum import contract
+from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
 
 from .structure import ModelStructure, at_full_size, enumerable
@@ -96,6 +98,35 @@ def _in_draws_plate(fn: Callable, num: int, nesting: int) -> Callable:
     return vectorized
 
 
+class _LayoutMismatch(Exception):
+    """A site whose batch shape does not fit the layout being probed."""
+
+
+class _LayoutCheck(pyro.poutine.messenger.Messenger):
+    """Raise `_LayoutMismatch` at the first sample site (of the prototype trace) whose batch shape, once
+    the program's plates have broadcast it, is not the prototype's with the draw axis (1 or `n`) at the
+    draws plate's dim and 1 between: a global site is (n, 1), never (n, 3). (A check of the draw axis
+    alone passed an HMM's ``transition[x]``, which indexed the draw axis, whenever 3 draws met 3 states,
+    and its predictive draws came out misshapen.)"""
+
+    def __init__(self, structure: ModelStructure, nesting: int, n: int):
+        super().__init__()
+        self.proto = structure.trace.nodes
+        self.nesting, self.n = nesting, n
+
+    def _pyro_sample(self, msg: dict) -> None:
+        if site_is_subsample(msg) or msg["name"] not in self.proto:
+            return
+        batch = tuple(msg["fn"].batch_shape)
+        want = tuple(self.proto[msg["name"]]["fn"].batch_shape)
+        width = self.nesting + 1
+        full = (1,) * (width - len(batch)) + batch
+        between = full[1:max(1, width - len(want))]
+        if len(batch) > width or full[0] not in (1, self.n) or any(d != 1 for d in between) \
+                or (want and full[-len(want):] != want):
+            raise _LayoutMismatch(msg["name"])
+
+
 class _Evaluator:
     """Runs a model over chunks of draws: vectorized in the layout it broadcasts in, else once per draw.
 
@@ -122,22 +153,18 @@ class _Evaluator:
         return at_full_size(poutine.condition(base, values))
 
     def _fits(self, draws: dict[str, torch.Tensor], layout: str, n: int) -> bool:
+        """Whether the model runs on `n` draws in `layout`: every site's batch shape is its plate shape
+        with the draw axis in front. The run stops at the first site that is not (`_LayoutCheck`): in a
+        program that does not broadcast, shapes can grow with every site (an HMM's ``transition[x]`` adds
+        the draw axes again at each step: 3^14 values by step 14, and the probe of a 30-step sequence
+        filled 24 GB)."""
+        check = _LayoutCheck(self.structure, self.nesting, n)
         try:
-            with torch.no_grad():
+            with torch.no_grad(), check:
                 fn = _in_draws_plate(self._conditioned(draws, layout, self.model), n, self.nesting)
-                trace = poutine.trace(fn).get_trace(**self.data)
-        except (RuntimeError, ValueError, IndexError, AssertionError, TypeError):
+                poutine.trace(fn).get_trace(**self.data)
+        except (_LayoutMismatch, RuntimeError, ValueError, IndexError, AssertionError, TypeError):
             return False
-        for name, site in trace.nodes.items():
-            if site["type"] != "sample" or site_is_subsample(site) or name not in self.structure.trace.nodes:
-                continue
-            proto = self.structure.trace.nodes[name]
-            batch = tuple(site["fn"].batch_shape)
-            want = tuple(proto["fn"].batch_shape)
-            if len(batch) > self.nesting + 1 or (len(batch) == self.nesting + 1 and batch[0] not in (1, n)):
-                return False
-            if want and batch[-len(want):] != want:
-                return False
         return True
 
     def conditioned(self, draw: dict[str, torch.Tensor]) -> Callable:
@@ -148,10 +175,17 @@ class _Evaluator:
         """The layout the model runs in: "padded", "leading" (vectorised over draws) or "loop"."""
         return self._choose(draws, num)
 
+    def _probe_size(self) -> int:
+        """How many draws the layout probe runs: a size no value of the program has along any axis, so a
+        program that indexes or broadcasts the draw axis by mistake cannot pass for one that broadcasts."""
+        sizes = {int(d) for site in self.structure.trace.nodes.values() if site["type"] == "sample"
+                 for d in tuple(site["value"].shape) + tuple(getattr(site["fn"], "batch_shape", ()))}
+        return next((n for n in (3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37) if n not in sizes), 41)
+
     def _choose(self, draws: dict[str, torch.Tensor], num: int) -> str:
         if self.layout is None:
-            n = min(num, 3)
-            probe = {k: v[:n] for k, v in draws.items()}
+            n = self._probe_size()
+            probe = {k: v[torch.arange(n) % max(num, 1)] for k, v in draws.items()}
             self.layout = next((lay for lay in self.LAYOUTS[:2] if self._fits(probe, lay, n)), "loop")
         return self.layout
 
@@ -279,6 +313,19 @@ def log_likelihood(model: Callable, data: dict, structure: ModelStructure,
     wrap = lambda f: poutine.enum(enumerable(f), first_available_dim=-(nesting + 2))  # noqa: E731
     # a chunk's dense sum holds every joint assignment of the enumerated sites per draw: size chunks by it
     per_draw = (math.prod(sizes) if dense else 1) * max(1, _per_draw_elements(structure))
+    if flat and ev.choose(flat, num) in ("loop", "leading"):  # (enumerated, both run draw by draw)
+        shapes = {name: _log_lik_shape(structure.trace.nodes[name]) for name in obs}
+
+        def read(trace: Trace) -> dict[str, torch.Tensor] | None:
+            out = _contracted_log_lik(trace, structure.enumerated, obs)
+            if out is None:
+                raise ValueError("an enumerated site outside an observed site's plates")  # (the loop says so)
+            return {name: _squeeze_to(value, shapes[name]) for name, value in out.items()}
+
+        recorded = _recorded_draws(ev, flat, num, wrap, obs, read=read)
+        if recorded is not None:
+            gather.add(slice(0, num), recorded)
+            return gather.result(chain_draw), None
     for chunk, traces, vec in ev.traces(flat, num, wrap, enumerated=True, per_draw=per_draw):
         n = chunk.stop - chunk.start
         per_trace = []
@@ -350,16 +397,17 @@ def _contracted_log_lik(trace, enumerated: list[str], observed: list[str]) -> di
     plate_symbols = set(trace.plate_to_symbol.values())
     terms = [trace.nodes[k]["packed"]["log_prob"] for k in enumerated]
     out = {}
-    for name in observed:
-        site_term = trace.nodes[name]["packed"]["log_prob"]
-        target = "".join(d for d in site_term._pyro_dims if d in plate_symbols)
-        operands = terms + [site_term]
-        if any(d in plate_symbols and d not in target for op in operands for d in op._pyro_dims):
-            return None
-        result = contract(",".join(op._pyro_dims for op in operands) + "->" + target, *operands,
-                          backend="pyro.ops.einsum.torch_log")
-        result._pyro_dims = target
-        out[name] = packed.unpack(result, trace.symbol_to_dim)
+    with shared_intermediates():  # (the sites' sums share their steps: an HMM's T sums take O(T), not O(T^2))
+        for name in observed:
+            site_term = trace.nodes[name]["packed"]["log_prob"]
+            target = "".join(d for d in site_term._pyro_dims if d in plate_symbols)
+            operands = terms + [site_term]
+            if any(d in plate_symbols and d not in target for op in operands for d in op._pyro_dims):
+                return None
+            result = contract(",".join(op._pyro_dims for op in operands) + "->" + target, *operands,
+                              backend="pyro.ops.einsum.torch_log")
+            result._pyro_dims = target
+            out[name] = packed.unpack(result, trace.symbol_to_dim)
     return out
 
 
@@ -460,10 +508,13 @@ def sample_discrete(model: Callable, data: dict, structure: ModelStructure, samp
 
 
 def _recorded_draws(ev: "_Evaluator", draws: dict[str, torch.Tensor], num: int, wrap: Callable,
-                    names: list[str], what: Callable[[dict], torch.Tensor] = _value, chunk: int = 1000
+                    names: list[str], what: Callable[[dict], torch.Tensor] = _value, chunk: int = 1000,
+                    read: Callable[[Trace], dict[str, torch.Tensor]] | None = None
                     ) -> dict[str, torch.Tensor] | None:
     """The `names` sites of a program that runs only draw by draw (its layout is "loop"), for every draw at
-    once: the wrapped program at one draw is recorded into a graph of tensor operations
+    once (`what` of each site, or `read` of the whole trace: a name -> tensor dict over `names`, such as a
+    log-likelihood with the enumerated sites summed out); the wrapped program at one draw is recorded into a
+    graph of tensor operations
     (`inference.fast.record`; its random draws become graph operations) and that graph is vectorised
     over the draws with ``torch.func.vmap`` (each draw its own random numbers). None when the program
     cannot be recorded (it reads a drawn value into Python), and the caller loops.
@@ -478,9 +529,10 @@ def _recorded_draws(ev: "_Evaluator", draws: dict[str, torch.Tensor], num: int, 
 
     def one(*values):
         fn = wrap(ev.conditioned({k: v for k, v in zip(keys, values)}))
-        with _quiet():
+        with _quiet():  # (reading with validation off too: its NaN checks read values)
             trace = poutine.trace(fn).get_trace(**ev.data)
-        return tuple(what(trace.nodes[name]) for name in names)
+            found = read(trace) if read is not None else {name: what(trace.nodes[name]) for name in names}
+        return tuple(found[name] for name in names)
 
     try:
         with warnings.catch_warnings():

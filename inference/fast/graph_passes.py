@@ -38,6 +38,7 @@ import operator
 
 import torch
 import torch.fx as fx
+from torch.overrides import TorchFunctionMode
 
 __all__ = ["record", "simplify", "count_operations", "has_checks", "checks_as_output", "BEFORE_VMAP"]
 
@@ -79,11 +80,54 @@ def record(function, *inputs, decompose: tuple = ()) -> fx.GraphModule:
         context = tracing(TracingContext(FakeTensorMode(allow_fallback_kernels=True)))
     except ImportError:  # a torch without these internals: the plain (slower) recording
         context = contextlib.nullcontext()
-    with context, _meta_values(proxy_tensor), _data_only_scalars(proxy_tensor):
+    with context, _meta_values(proxy_tensor), _data_only_scalars(proxy_tensor), _TensorIndices():
         if not decompose:
             return proxy_tensor.make_fx(function)(*inputs)
         from torch._decomp import get_decompositions  # (torch's table of ATen decompositions)
         return proxy_tensor.make_fx(function, decomposition_table=get_decompositions(list(decompose)))(*inputs)
+
+
+class _TensorIndices(TorchFunctionMode):
+    """While recording, ``t[i]`` with ``i`` a 0-dim integer tensor (a drawn state: ``transition[x]`` after
+    ``x = pyro.sample(...)``, as Pyro's enumeration tutorial writes its HMM) is recorded as
+    ``index_select(t, dim, i.reshape(1)).squeeze(dim)``, the same values. Torch reads such an index as a
+    Python number, which stops a recording as data-dependent; so `infer_discrete`'s replay of that HMM ran
+    once per draw. Indexings with other tensors, lists or masks pass through unchanged."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.Tensor.__getitem__ and len(args) == 2 and not kwargs:
+            picked = _by_scalar_tensors(*args)
+            if picked is not None:
+                return picked
+        return func(*args, **(kwargs or {}))
+
+
+def _by_scalar_tensors(t: torch.Tensor, index) -> torch.Tensor | None:
+    """``t[index]`` for a basic index in which some integers are 0-dim tensors; None for any other."""
+    index = index if isinstance(index, tuple) else (index,)
+    scalar = [isinstance(i, torch.Tensor) and i.dim() == 0 and not i.is_floating_point() and i.dtype != torch.bool
+              for i in index]
+    basic = [s or i is None or i is Ellipsis or isinstance(i, (int, slice)) and not isinstance(i, bool)
+             for i, s in zip(index, scalar)]
+    if not any(scalar) or not all(basic):
+        return None
+    consumed = sum(1 for i in index if i is not None and i is not Ellipsis)
+    out, dim = t, 0
+    for i in index:
+        if i is Ellipsis:
+            dim += out.dim() - dim - consumed
+        elif i is None:
+            out, dim = out.unsqueeze(dim), dim + 1
+        else:
+            consumed -= 1
+            if isinstance(i, slice):
+                out, dim = out[(slice(None),) * dim + (i,)], dim + 1
+            elif isinstance(i, torch.Tensor):
+                i = torch.where(i < 0, i + out.shape[dim], i)  # (a negative index counts from the end)
+                out = torch.index_select(out, dim, i.reshape(1)).squeeze(dim)
+            else:
+                out = out.select(dim, i)
+    return out
 
 
 @contextlib.contextmanager
