@@ -18,10 +18,10 @@ from typing import Callable, Iterable
 import numpy as np
 import pyro
 import torch
+from opt_einsum import shared_intermediates
 from pyro import poutine
 from pyro.infer import infer_discrete
 from pyro.ops import packed
-from opt_einsum import shared_intermediates
 from pyro.ops.einsum import contract
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
@@ -316,7 +316,7 @@ def log_likelihood(model: Callable, data: dict, structure: ModelStructure,
     if flat and ev.choose(flat, num) in ("loop", "leading"):  # (enumerated, both run draw by draw)
         shapes = {name: _log_lik_shape(structure.trace.nodes[name]) for name in obs}
 
-        def read(trace: Trace) -> dict[str, torch.Tensor] | None:
+        def read(trace: Trace) -> dict[str, torch.Tensor]:
             out = _contracted_log_lik(trace, structure.enumerated, obs)
             if out is None:
                 raise ValueError("an enumerated site outside an observed site's plates")  # (the loop says so)
@@ -397,7 +397,7 @@ def _contracted_log_lik(trace, enumerated: list[str], observed: list[str]) -> di
     plate_symbols = set(trace.plate_to_symbol.values())
     terms = [trace.nodes[k]["packed"]["log_prob"] for k in enumerated]
     out = {}
-    with shared_intermediates():  # (the sites' sums share their steps: an HMM's T sums take O(T), not O(T^2))
+    with shared_intermediates():  # (the sites' sums reuse their common steps: an HMM's forward messages)
         for name in observed:
             site_term = trace.nodes[name]["packed"]["log_prob"]
             target = "".join(d for d in site_term._pyro_dims if d in plate_symbols)
