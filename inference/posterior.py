@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -93,9 +94,10 @@ def _per_site(table: pd.DataFrame, column: str, flagged: pd.Series, limit: str, 
     """One problem line per site with flagged rows of the diagnostics `table` (rows ``site`` or
     ``site[i, j]``): a site with one flagged value names it and its value (``x: R-hat 1.014 > 1.01: ...``),
     a site with several says how many of its values and the worst one (``W: R-hat above 1.01 in 12 of 30
-    values, worst 1.530 (W[2, 1]): ...``), so that a site of a few hundred values is one line, not hundreds."""
+    values, worst 1.530 (W[2, 1]): ...``), so that a site of a few hundred values is one line, not hundreds.
+    The steps of a sequence (``x_0 ... x_29``) count as one site (`_steps_as_one`)."""
     label = {"r_hat": "R-hat", "ess_bulk": "bulk ESS"}[column]
-    site = pd.Series([_site_of(str(name)) for name in table.index], index=table.index)
+    site = _steps_as_one(pd.Series([_site_of(str(name)) for name in table.index], index=table.index))
 
     def number(x: float) -> str:  # (R-hat of indicators that are constant within chains runs to 1e15)
         return fmt.format(x) if abs(x) < 1e4 else f"{x:.3g}"
@@ -111,6 +113,34 @@ def _per_site(table: pd.DataFrame, column: str, flagged: pd.Series, limit: str, 
             lines.append(f"{name}: {label} {limit_words} in {len(rows)} of {int((site == name).sum())} values, worst "
                          f"{number(values[worst])} ({worst}): {advice}")
     return lines
+
+
+_STEP = re.compile(r"^(P\()?(.+)_(\d+)(\))?$")
+
+
+def _steps_as_one(site: pd.Series) -> pd.Series:
+    """Sites numbered as the steps of a sequence (``x_0, x_1, ..., x_29`` from a ``pyro.markov`` loop; three or
+    more of one name) as one: ``x_t, t = 0..29``, and ``P(x_t, t = 0..29)`` for their state rows. An HMM of 30
+    steps gave a problem line per step and diagnostic, up to 60.
+
+        >>> list(_steps_as_one(pd.Series(["mu", "x_0", "x_1", "x_2", "P(z_0)", "P(z_1)", "sigma_y"])))
+        ['mu', 'x_t, t = 0..2', 'x_t, t = 0..2', 'x_t, t = 0..2', 'P(z_0)', 'P(z_1)', 'sigma_y']
+    """
+    steps: dict[tuple[str, str], set[int]] = {}
+    for name in set(site):
+        m = _STEP.match(name)
+        if m and bool(m.group(1)) == bool(m.group(4)):
+            steps.setdefault((m.group(1) or "", m.group(2)), set()).add(int(m.group(3)))
+
+    def one(name: str) -> str:
+        m = _STEP.match(name)
+        key = (m.group(1) or "", m.group(2)) if m else None
+        if key not in steps or len(steps[key]) < 3:
+            return name
+        label = f"{key[1]}_t, t = {min(steps[key])}..{max(steps[key])}"
+        return f"P({label})" if key[0] else label
+
+    return site.map(one)
 
 
 def _stuck_chains(samples: dict[str, np.ndarray]) -> list[str]:
@@ -136,10 +166,10 @@ def _stuck_chains(samples: dict[str, np.ndarray]) -> list[str]:
         stuck = np.flatnonzero(np.all(kept, axis=0) & disagree)
         if not len(stuck):
             continue
-        worst = int(stuck[0])
-        index = np.unravel_index(worst, draws.shape[2:]) if draws.ndim > 2 else ()
+        shown = int(stuck[0])
+        index = np.unravel_index(shown, draws.shape[2:]) if draws.ndim > 2 else ()
         label = f"{name}[{', '.join(str(int(i)) for i in index)}]" if index else name
-        held = ", ".join(_value_label(v.item()) for v in first[:, 0, worst])
+        held = ", ".join(_value_label(v.item()) for v in first[:, 0, shown])
         chains = f"chains 0-{draws.shape[0] - 1}"
         advice = "the chains disagree: they did not mix; run longer or check for multiple modes"
         if len(stuck) == 1:
@@ -563,9 +593,9 @@ class Posterior:
 
     def problems(self) -> list[str]:
         """What is wrong with the run, in words: R-hat above 1.01, chains each stuck at a value of their own
-        (where R-hat has no value), bulk ESS below 100 per chain, divergences (MCMC); an optimisation stopped by its budget while its loss was still falling, or
-        away from its optimum, and a Pareto k above 0.5 (SVI, MAP). An empty list means the diagnostics
-        found nothing to flag."""
+        (where R-hat has no value), bulk ESS below 100 per chain, divergences (MCMC); an optimisation stopped
+        by its budget while its loss was still falling, or away from its optimum, and a Pareto k above 0.5
+        (SVI, MAP). An empty list means the diagnostics found nothing to flag."""
         found = []
         if self.convergence is not None and self.convergence.problem() is not None:
             found.append(self.convergence.problem())

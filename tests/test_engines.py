@@ -275,6 +275,19 @@ def test_a_site_of_many_values_is_one_problem_line_naming_the_worst():
     assert any(p.startswith("theta: R-hat ") and "> 1.01" in p for p in problems)
 
 
+def test_the_steps_of_a_sequence_are_one_line():
+    """A ``pyro.markov`` loop makes a site per step (``x_0 ... x_29``): the enumeration tutorial's HMM of 30
+    steps gave up to 60 problem lines. The steps are grouped as one site, its worst value named."""
+    rng = np.random.default_rng(0)
+    samples = {f"s_{t}": np.cumsum(rng.normal(size=(2, 300)), axis=1) for t in range(10)}
+    samples["b_1"] = np.cumsum(rng.normal(size=(2, 300)), axis=1)  # one numbered name alone: its own line
+    problems = Posterior(samples=samples, method="nuts", settings={}).problems()
+    rhat = [p for p in problems if "R-hat" in p]
+    assert len(rhat) == 2, problems
+    assert rhat[0].startswith("s_t, t = 0..9: R-hat above 1.01 in 10 of 10 values, worst "), rhat
+    assert rhat[1].startswith("b_1: R-hat "), rhat
+
+
 def test_a_discrete_sites_state_rows_are_one_line_with_a_readable_worst_value():
     """A discrete site's summary rows, ``P(x[0, 3]=1)``, group under ``P(x)``; an R-hat of indicator draws
     that are constant within each chain (label switching: 6.1e15 in the HMM of examples/hmm.py model_2)
