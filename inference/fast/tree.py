@@ -48,7 +48,7 @@ from .state import LeafInput, LeafState, SubtreeConstants, Transition
 
 __all__ = ["MAX_DELTA_ENERGY", "ValueAndGrad", "Metric", "Integrator", "Leaf", "CompiledLeaf", "TreeBuilder",
            "FlatTreeBuilder", "NUTSKernel", "hmc_transition", "leaf_step", "leaf_checkpoints", "momentum", "velocity",
-           "kinetic_energy", "where_chains"]
+           "kinetic_energy", "where_chains", "compilable"]
 
 MAX_DELTA_ENERGY = 1000.0
 ValueAndGrad = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
@@ -327,7 +327,7 @@ class Leaf:
 
     def record(self, example: tuple[LeafState, SubtreeConstants, LeafInput]) -> fx.GraphModule:
         """`eager` recorded at the shapes of `example` and simplified: a graph of ATen operations whose inputs
-        are `CompiledLeaf.flatten`'s tensors, what `compile` hands the compiler."""
+        are `CompiledLeaf.flatten`'s tensors (`compilable` makes it what `compile` hands the compiler)."""
         first = tuple(t.clone() for t in CompiledLeaf.flatten(*example))
         return simplify(record(CompiledLeaf.flat_function(self.eager), *first))
 
@@ -342,12 +342,11 @@ class Leaf:
                 warnings.simplefilter("ignore")
                 graph = self.record(examples[0])
                 operations = sum(node.op == "call_function" for node in graph.graph.nodes)
-                checked = has_checks(graph)
-                if checked:  # a Cholesky factor's error check, which tracing would drop: as a flag instead
-                    graph = checks_as_output(graph)
-                    if has_checks(graph):  # checks of another kind: stay eager
-                        self.why_not = "the step checks its arithmetic in a way the compiled graph cannot"
-                        return False
+                found = compilable(graph)
+                if found is None:  # checks of another kind: stay eager
+                    self.why_not = "the step checks its arithmetic in a way the compiled graph cannot"
+                    return False
+                graph, checked = found
                 compiled = CompiledLeaf(compile_graph(graph, CompiledLeaf.flatten(*examples[0]), compiler), checked)
                 wants = [self.eager(*example) for example in examples]
                 for _ in range(2):  # twice: the profiling executor's first call profiles, the next optimises
@@ -368,6 +367,16 @@ class Leaf:
         self.operations = operations
         self.checkpoints = int(examples[0][0].ck_r.shape[1])
         return True
+
+
+def compilable(graph: fx.GraphModule) -> tuple[fx.GraphModule, bool] | None:
+    """A recorded leaf step as the compiler takes it, and whether it carries a check flag: a Cholesky
+    factor's error check, which tracing would drop, becomes a flag output (`checks_as_output`). None when
+    the graph checks its arithmetic in another way, which a compiled graph cannot (the step stays eager)."""
+    if not has_checks(graph):
+        return graph, False
+    graph = checks_as_output(graph)
+    return None if has_checks(graph) else (graph, True)
 
 
 # ---- the tree --------------------------------------------------------------------------------------------
