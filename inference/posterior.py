@@ -147,14 +147,14 @@ def _stuck_chains(samples: dict[str, np.ndarray]) -> list[str]:
     """One line per site with values that each chain kept throughout while the chains disagree: the
     chains never moved between modes (an enumerated assignment, a label each chain settled on). R-hat has
     no value there (no within-chain variance: the summary prints it blank), so the rule on R-hat alone
-    would pass them in silence.
+    would pass them in silence. The steps of a sequence count as one site, as in `_per_site`.
 
         >>> z = np.zeros((4, 100, 3)); z[1, :, 0] = z[3, :, 0] = 1
         >>> _stuck_chains({"z": z})  # doctest: +NORMALIZE_WHITESPACE
         ['z[0]: each chain kept one value throughout (0, 1, 0, 1 in chains 0-3), and the chains disagree:
           they did not mix; run longer or check for multiple modes']
     """
-    lines = []
+    found = {}  # site -> (values stuck, values, the first stuck value's label, what each chain holds there)
     for name, draws in samples.items():
         draws = np.asarray(draws)
         if draws.ndim < 2 or draws.shape[0] < 2 or draws.shape[1] < 2:
@@ -164,19 +164,25 @@ def _stuck_chains(samples: dict[str, np.ndarray]) -> list[str]:
         kept = np.all(flat == first, axis=1)  # (chain, value): the chain's draws never changed
         disagree = np.any(first[:, 0] != first[:1, 0], axis=0)
         stuck = np.flatnonzero(np.all(kept, axis=0) & disagree)
-        if not len(stuck):
-            continue
-        shown = int(stuck[0])
-        index = np.unravel_index(shown, draws.shape[2:]) if draws.ndim > 2 else ()
-        label = f"{name}[{', '.join(str(int(i)) for i in index)}]" if index else name
-        held = ", ".join(_value_label(v.item()) for v in first[:, 0, shown])
-        chains = f"chains 0-{draws.shape[0] - 1}"
-        advice = "the chains disagree: they did not mix; run longer or check for multiple modes"
-        if len(stuck) == 1:
-            lines.append(f"{label}: each chain kept one value throughout ({held} in {chains}), and {advice}")
+        if len(stuck):
+            shown = int(stuck[0])
+            index = np.unravel_index(shown, draws.shape[2:]) if draws.ndim > 2 else ()
+            label = f"{name}[{', '.join(str(int(i)) for i in index)}]" if index else name
+            held = ", ".join(_value_label(v.item()) for v in first[:, 0, shown])
+            found[name] = (len(stuck), flat.shape[2], label, f"{held} in chains 0-{draws.shape[0] - 1}")
+    group = _steps_as_one(pd.Series(list(samples), index=list(samples)))
+    advice = "the chains disagree: they did not mix; run longer or check for multiple modes"
+    lines = []
+    for site in dict.fromkeys(group[list(found)]):
+        members = [name for name in found if group[name] == site]
+        count = sum(found[name][0] for name in members)
+        total = sum(int(np.prod(np.shape(samples[name])[2:])) for name in group.index[group == site])
+        _, _, label, held = found[members[0]]
+        if count == 1:
+            lines.append(f"{label}: each chain kept one value throughout ({held}), and {advice}")
         else:
-            lines.append(f"{name}: each chain kept one value throughout in {len(stuck)} of {flat.shape[2]} values, "
-                         f"first {label} ({held} in {chains}), and {advice}")
+            lines.append(f"{site}: each chain kept one value throughout in {count} of {total} values, "
+                         f"first {label} ({held}), and {advice}")
     return lines
 
 

@@ -286,6 +286,12 @@ def test_the_steps_of_a_sequence_are_one_line():
     assert len(rhat) == 2, problems
     assert rhat[0].startswith("s_t, t = 0..9: R-hat above 1.01 in 10 of 10 values, worst "), rhat
     assert rhat[1].startswith("b_1: R-hat "), rhat
+    # states each chain kept at every step (no R-hat at all): one line for the sequence too
+    samples = {f"k_{t}": np.repeat([[0], [1]], 300, axis=1) for t in range(5)}
+    stuck = [p for p in Posterior(samples=samples, method="nuts", settings={}).problems() if "kept one" in p]
+    assert stuck == ["k_t, t = 0..4: each chain kept one value throughout in 5 of 5 values, first k_0 (0, 1 in "
+                     "chains 0-1), and the chains disagree: they did not mix; run longer or check for multiple "
+                     "modes"], stuck
 
 
 def test_a_discrete_sites_state_rows_are_one_line_with_a_readable_worst_value():
