@@ -294,9 +294,9 @@ def log_likelihood(model: Callable, data: dict, structure: ModelStructure,
     num = chain_draw[0] * chain_draw[1]
     ev = _Evaluator(model, data, structure)
     obs = structure.observed
+    shapes = {name: _log_lik_shape(structure.trace.nodes[name]) for name in obs}
     gather = _Gather(num)
     if not structure.enumerated:
-        shapes = {name: _log_lik_shape(structure.trace.nodes[name]) for name in obs}
         if flat and ev.choose(flat, num) == "loop":
             recorded = _recorded_draws(ev, flat, num, lambda f: f, obs,
                                        lambda site: _squeeze_to(_site_log_lik(site), shapes[site["name"]]))
@@ -314,8 +314,6 @@ def log_likelihood(model: Callable, data: dict, structure: ModelStructure,
     # a chunk's dense sum holds every joint assignment of the enumerated sites per draw: size chunks by it
     per_draw = (math.prod(sizes) if dense else 1) * max(1, _per_draw_elements(structure))
     if flat and ev.choose(flat, num) in ("loop", "leading"):  # (enumerated, both run draw by draw)
-        shapes = {name: _log_lik_shape(structure.trace.nodes[name]) for name in obs}
-
         def read(trace: Trace) -> dict[str, torch.Tensor]:
             out = _contracted_log_lik(trace, structure.enumerated, obs)
             if out is None:
@@ -349,7 +347,7 @@ def log_likelihood(model: Callable, data: dict, structure: ModelStructure,
             per_trace.append(out)
         chunk_out = {}
         for name in obs:
-            shape = _log_lik_shape(structure.trace.nodes[name])
+            shape = shapes[name]
             if vec:
                 chunk_out[name] = _lower(per_trace[0][name], n, shape, nesting, len(shape))
             else:
